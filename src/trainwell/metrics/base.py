@@ -1,0 +1,93 @@
+"""The two metric contracts the loop understands.
+
+* A **batch metric** is any callable ``fn(y_pred, y_true) -> Tensor`` returning the metric's value on one
+  batch: a scalar tensor, or a 1-D tensor with one value per name. The loop averages batch values
+  weighted by batch size, exactly like the loss, keeping the running sums on the device.
+* An **epoch metric** accumulates over the whole epoch and is computed once at its end. It follows the
+  torchmetrics protocol (``update`` / ``compute`` / ``reset``), so a torchmetrics object is an epoch
+  metric as it is. trainwell's own epoch metrics subclass :class:`EpochMetric`, whose ``update`` never
+  synchronizes the host with the device, and which can save and restore its accumulators for an exact
+  resume.
+
+Both carry ``names``: the log keys they produce (``('acc',)``, or several for a metric that reports one
+value per label).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["EpochMetric"]
+
+
+class EpochMetric(ABC):
+    """A metric accumulated over an epoch and computed at its end.
+
+    Subclasses keep their accumulators as tensors in ``self._state`` (a dict name -> tensor) so that
+    moving to a device, resetting and checkpointing work without extra code. ``update`` must not call
+    ``.item()``, ``float()``, ``.cpu()``, ``bool(tensor)`` or any other host synchronization.
+
+    Attributes:
+        names: the log keys this metric produces, in the order of ``compute()``'s values.
+        higher_is_better: whether a larger value is better (drives checkpoint monitoring), or None.
+    """
+
+    names: tuple[str, ...] = ()
+    higher_is_better: bool | None = None
+
+    def __init__(self) -> None:
+        self._state: dict[str, torch.Tensor] = {}
+
+    @abstractmethod
+    def update(self, y_pred: Any, y_true: Any) -> None:
+        """Accumulates one batch of predictions and targets (no host sync)."""
+
+    @abstractmethod
+    def compute(self) -> torch.Tensor:
+        """Returns the epoch value: a scalar tensor, or a 1-D tensor with one value per name."""
+
+    def reset(self) -> None:
+        """Zeroes every accumulator in place."""
+        for tensor in self._state.values():
+            tensor.zero_()
+
+    def to(self, device: torch.device | str) -> EpochMetric:
+        """Moves the accumulators to ``device`` and returns ``self``."""
+        self._state = {key: value.to(device) for key, value in self._state.items()}
+        return self
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Returns copies of the accumulators, for checkpoints."""
+        return {key: value.detach().clone() for key, value in self._state.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restores accumulators saved by :meth:`state_dict`, on this metric's current device."""
+        missing = set(self._state) - set(state)
+        if missing:
+            raise KeyError(f"Metric state is missing {sorted(missing)}; it holds {sorted(state)}.")
+        for key, value in state.items():
+            if key in self._state:
+                self._state[key] = value.to(self._state[key].device)
+            else:
+                self._state[key] = value.clone()
+
+
+def check_names(names: Sequence[str], argument: str) -> tuple[str, ...]:
+    """Validates a sequence of log-key names given by the user.
+
+    >>> check_names(['a', 'b'], 'names')
+    ('a', 'b')
+    """
+    if isinstance(names, str):
+        return (names,)
+    result = tuple(names)
+    if not result or not all(isinstance(name, str) and name for name in result):
+        raise TypeError(
+            f"`{argument}` must be a non-empty string or sequence of non-empty strings. "
+            f"Received: {argument}={names!r}."
+        )
+    return result
