@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["EpochMetric"]
+__all__ = ["BatchMetric", "EpochMetric"]
 
 
 class EpochMetric(ABC):
@@ -74,6 +74,40 @@ class EpochMetric(ABC):
                 self._state[key] = value.to(self._state[key].device)
             else:
                 self._state[key] = value.clone()
+
+
+class BatchMetric:
+    """A per-batch metric function with its log keys, as the loop consumes it.
+
+    Args:
+        fn: ``fn(y_pred, y_true) -> Tensor``: a scalar tensor, or a 1-D tensor with one value per name.
+            The value must stay on the device (no ``.item()``): the loop averages it weighted by batch size.
+        names: the log keys, one per value returned by ``fn``.
+        higher_is_better: the direction of the metric, when known.
+
+    >>> metric = BatchMetric(lambda y_pred, y_true: (y_pred - y_true).abs().mean(), ('mae',))
+    >>> metric(torch.zeros(2), torch.ones(2))
+    tensor(1.)
+    """
+
+    def __init__(
+        self, fn: Any, names: Sequence[str], higher_is_better: bool | None = None
+    ) -> None:
+        self.fn = fn
+        self.names = check_names(names, "names")
+        self.higher_is_better = higher_is_better
+
+    def __call__(self, y_pred: Any, y_true: Any) -> torch.Tensor:
+        return self.fn(y_pred, y_true)
+
+    def to(self, device: torch.device | str) -> BatchMetric:
+        """Moves ``fn`` to ``device`` when it is a module (a torchmetrics object, a loss with weights)."""
+        if isinstance(self.fn, torch.nn.Module):
+            self.fn.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        return f"BatchMetric(names={self.names})"
 
 
 def check_names(names: Sequence[str], argument: str) -> tuple[str, ...]:
