@@ -1,0 +1,196 @@
+"""The callback protocol: hooks the loop calls around training, evaluation and prediction.
+
+Order of the training hooks, per epoch::
+
+    on_epoch_begin
+      on_train_batch_begin -> on_backward_end -> on_train_batch_end      (each batch)
+      on_valid_begin, on_valid_batch_begin/end..., on_valid_end           (when there is validation data)
+    on_epoch_end
+
+wrapped in ``on_train_begin`` / ``on_train_end``. ``evaluate*`` calls the ``on_test_*`` hooks and
+``predict*`` the ``on_predict_*`` hooks.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["HOOKS", "Callback", "CallbackList"]
+
+HOOKS = (
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_backward_end",
+    "on_valid_begin",
+    "on_valid_end",
+    "on_valid_batch_begin",
+    "on_valid_batch_end",
+    "on_test_begin",
+    "on_test_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_begin",
+    "on_predict_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
+)
+
+
+class Callback:
+    """Base class of every callback: each hook does nothing until overridden.
+
+    Attributes:
+        model: the :class:`~trainwell.Model` being run, set by :meth:`set_model`.
+        params: run parameters (``epochs``, ``steps``, ``valid_steps``...), set by :meth:`set_params`.
+
+    A public method whose name starts with ``on_`` but is no known hook triggers a warning when the
+    callback is created, because a misspelled hook is otherwise silently never called.
+
+    >>> class Printer(Callback):
+    ...     def on_epoch_end(self, epoch_number, logs):
+    ...         print(epoch_number, round(logs['loss'], 2))
+    """
+
+    model: Any = None
+    params: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = [name for name in vars(cls) if name.startswith("on_") and name not in HOOKS]
+        for name in unknown:
+            close = [hook for hook in HOOKS if _similar(name, hook)]
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            warnings.warn(
+                f"{cls.__name__}.{name} is not a callback hook and will never be called.{hint}",
+                stacklevel=2,
+            )
+
+    def set_model(self, model: Any) -> None:
+        """Gives the callback the model it runs with."""
+        self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Gives the callback the run's parameters (epochs, steps per epoch...)."""
+        self.params = params
+
+    def on_train_begin(self, logs: Mapping[str, Any]) -> None:
+        """Called once before the first epoch."""
+
+    def on_train_end(self, logs: Mapping[str, Any]) -> None:
+        """Called once after the last epoch."""
+
+    def on_epoch_begin(self, epoch_number: int, logs: Mapping[str, Any]) -> None:
+        """Called at the start of each epoch (numbered from 1)."""
+
+    def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:
+        """Called at the end of each epoch with the epoch's training and validation logs."""
+
+    def on_train_batch_begin(self, batch_number: int, logs: Mapping[str, Any]) -> None:
+        """Called before each training batch (numbered from 1 in the epoch)."""
+
+    def on_train_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:
+        """Called after each training batch with ``batch``, ``size``, ``time``, ``loss`` and metrics."""
+
+    def on_backward_end(self, batch_number: int) -> None:
+        """Called after the backward pass, before the optimizer step (gradients are in place)."""
+
+    def on_valid_begin(self, logs: Mapping[str, Any]) -> None:
+        """Called before the validation batches of an epoch."""
+
+    def on_valid_end(self, logs: Mapping[str, Any]) -> None:
+        """Called after the validation batches of an epoch, with the validation logs."""
+
+    def on_valid_batch_begin(self, batch_number: int, logs: Mapping[str, Any]) -> None:
+        """Called before each validation batch."""
+
+    def on_valid_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:
+        """Called after each validation batch."""
+
+    def on_test_begin(self, logs: Mapping[str, Any]) -> None:
+        """Called before evaluation."""
+
+    def on_test_end(self, logs: Mapping[str, Any]) -> None:
+        """Called after evaluation with its logs."""
+
+    def on_test_batch_begin(self, batch_number: int, logs: Mapping[str, Any]) -> None:
+        """Called before each evaluation batch."""
+
+    def on_test_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:
+        """Called after each evaluation batch."""
+
+    def on_predict_begin(self, logs: Mapping[str, Any]) -> None:
+        """Called before prediction."""
+
+    def on_predict_end(self, logs: Mapping[str, Any]) -> None:
+        """Called after prediction."""
+
+    def on_predict_batch_begin(self, batch_number: int, logs: Mapping[str, Any]) -> None:
+        """Called before each prediction batch."""
+
+    def on_predict_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:
+        """Called after each prediction batch."""
+
+
+def _similar(name: str, hook: str) -> bool:
+    import difflib
+
+    return difflib.SequenceMatcher(None, name, hook).ratio() > 0.8
+
+
+class CallbackList:
+    """Calls a hook on every callback that overrides it, in order.
+
+    Callbacks that keep a hook's default no-op are skipped, so a batch hook nobody listens to costs
+    one empty-list check per batch.
+
+    >>> calls = []
+    >>> class Recorder(Callback):
+    ...     def on_epoch_end(self, epoch_number, logs):
+    ...         calls.append(epoch_number)
+    >>> CallbackList([Recorder()]).on_epoch_end(1, {})
+    >>> calls
+    [1]
+    """
+
+    def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(
+                    f"`callbacks` must hold Callback instances. Received an element of type "
+                    f"{type(callback).__name__}; subclass trainwell.Callback."
+                )
+        self.listeners: dict[str, list[Any]] = {
+            hook: [
+                getattr(callback, hook)
+                for callback in self.callbacks
+                if getattr(type(callback), hook) is not getattr(Callback, hook)
+            ]
+            for hook in HOOKS
+        }
+
+    def set_model(self, model: Any) -> None:
+        """Gives every callback the model."""
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Gives every callback the run's parameters."""
+        for callback in self.callbacks:
+            callback.set_params(params)
+
+    def call(self, hook: str, *args: Any) -> None:
+        """Calls ``hook`` with ``args`` on every callback that overrides it."""
+        for method in self.listeners[hook]:
+            method(*args)
+
+    def __getattr__(self, hook: str) -> Any:
+        if hook in HOOKS:
+            return lambda *args: self.call(hook, *args)
+        raise AttributeError(hook)

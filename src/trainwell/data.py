@@ -1,0 +1,288 @@
+"""Whatever the user hands us -> batches with a known length; moving batches to a device.
+
+Three kinds of sources cover every input the public API accepts:
+
+* :class:`TensorBatches`: in-memory tensors and arrays (``fit(x, y)``). Batches are slices, never a
+  per-sample ``Dataset`` + ``collate``: a shuffled epoch costs one gather, then every batch is a view.
+* :class:`IterableBatches`: a ``DataLoader``, a generator or any iterable of batches, optionally cycled
+  to a fixed number of steps per epoch.
+* Datasets become a ``DataLoader`` (:func:`dataset_loader`) and then an :class:`IterableBatches`.
+
+Every source is iterated once per epoch and reports its length (or None when it cannot be known).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from trainwell.utils import numpy_to_torch, torch_apply
+
+__all__ = [
+    "IterableBatches",
+    "TensorBatches",
+    "batch_size_of",
+    "dataset_loader",
+    "flatten",
+    "to_device",
+]
+
+
+def flatten(obj: Any) -> tuple[list[torch.Tensor], Callable[[list[torch.Tensor]], Any]]:
+    """Splits nested tuples/lists/dicts into their tensor leaves and a function rebuilding the structure.
+
+    Done once per data source so that slicing a batch is a plain loop over leaves.
+
+    >>> leaves, rebuild = flatten((torch.zeros(2), {'a': torch.ones(2)}))
+    >>> rebuild([leaf[:1] for leaf in leaves])
+    (tensor([0.]), {'a': tensor([1.])})
+    """
+    if isinstance(obj, torch.Tensor):
+        return [obj], lambda leaves: leaves[0]
+    if isinstance(obj, (tuple, list)):
+        parts = [flatten(item) for item in obj]
+        return _join(parts, lambda items: type(obj)(items) if isinstance(obj, list) else tuple(items))
+    if isinstance(obj, Mapping):
+        keys = list(obj.keys())
+        parts = [flatten(obj[key]) for key in keys]
+        return _join(parts, lambda items: dict(zip(keys, items)))
+    raise TypeError(
+        f"In-memory data must be tensors or NumPy arrays, possibly nested in tuples, lists or dicts. "
+        f"Received an element of type {type(obj).__name__}. Convert it with torch.as_tensor(...)."
+    )
+
+
+def _join(
+    parts: list[tuple[list[torch.Tensor], Callable[[list[torch.Tensor]], Any]]],
+    build: Callable[[list[Any]], Any],
+) -> tuple[list[torch.Tensor], Callable[[list[torch.Tensor]], Any]]:
+    leaves: list[torch.Tensor] = []
+    bounds: list[tuple[int, int, Callable[[list[torch.Tensor]], Any]]] = []
+    for part_leaves, rebuild in parts:
+        bounds.append((len(leaves), len(leaves) + len(part_leaves), rebuild))
+        leaves.extend(part_leaves)
+    return leaves, lambda flat: build([rebuild(flat[start:end]) for start, end, rebuild in bounds])
+
+
+def _num_samples(leaves: list[torch.Tensor], argument: str) -> int:
+    sizes = {len(leaf) if leaf.dim() > 0 else -1 for leaf in leaves}
+    if -1 in sizes:
+        raise ValueError(f"`{argument}` holds a 0-dimensional tensor; every tensor needs a sample dimension.")
+    if len(sizes) != 1:
+        raise ValueError(
+            f"Every tensor in `{argument}` must have the same number of samples (first dimension). "
+            f"Received sizes {sorted(sizes)}."
+        )
+    return sizes.pop()
+
+
+class TensorBatches:
+    """Batches sliced from in-memory tensors, shuffled by one permutation per epoch.
+
+    Args:
+        x: the inputs: a tensor, an array, or nested tuples/lists/dicts of them.
+        y: the targets, same forms, or None (prediction).
+        batch_size: samples per batch; the last batch may be smaller.
+        shuffle: draw a new permutation (from torch's global generator, so ``set_seeds`` fixes it)
+            at the start of every epoch.
+        x_name: the argument name used in error messages.
+
+    >>> batches = TensorBatches(torch.arange(5.0), torch.arange(5), batch_size=2, shuffle=False)
+    >>> len(batches), [len(x) for x, y in batches]
+    (3, [2, 2, 1])
+    """
+
+    def __init__(
+        self, x: Any, y: Any = None, *, batch_size: int, shuffle: bool, x_name: str = "x"
+    ) -> None:
+        x, y = numpy_to_torch(x), numpy_to_torch(y)
+        self._has_y = y is not None
+        data = (x, y) if self._has_y else x
+        self._leaves, self._rebuild = flatten(data)
+        x_leaves = flatten(x)[0]
+        n_x = _num_samples(x_leaves, x_name)
+        if self._has_y:
+            n_y = _num_samples(flatten(y)[0], "y")
+            if n_x != n_y:
+                raise ValueError(
+                    f"`{x_name}` and `y` must hold the same number of samples. "
+                    f"Received: {x_name} has {n_x} samples, y has {n_y}."
+                )
+        if n_x == 0:
+            raise ValueError(f"`{x_name}` is empty: there are no samples to iterate over.")
+        self.num_samples = n_x
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.targets = y
+        # Where a resumed epoch continues: the RNG state its permutation was drawn from, and the next batch.
+        self._epoch_rng_state: torch.Tensor | None = None
+        self._resume_at = 0
+        self._position = 0
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def __iter__(self) -> Iterator[Any]:
+        leaves = self._leaves
+        start_batch = self._resume_at
+        if self.shuffle:
+            if start_batch and self._epoch_rng_state is not None:
+                torch.set_rng_state(self._epoch_rng_state)
+            self._epoch_rng_state = torch.get_rng_state()
+            permutation = torch.randperm(self.num_samples)
+            # One gather per epoch; every batch below is then a free view.
+            leaves = [leaf.index_select(0, permutation) for leaf in leaves]
+        self._resume_at = 0
+        size = self.batch_size
+        for index in range(start_batch, len(self)):
+            self._position = index + 1
+            begin = index * size
+            yield self._rebuild([leaf[begin : begin + size] for leaf in leaves])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position inside the current epoch, enough to continue it exactly."""
+        state: dict[str, Any] = {"next_batch": self._position % len(self)}
+        if self._epoch_rng_state is not None:
+            state["epoch_rng_state"] = self._epoch_rng_state.clone()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Makes the next iteration continue the saved epoch at its next batch."""
+        self._resume_at = int(state["next_batch"])
+        self._epoch_rng_state = state.get("epoch_rng_state")
+
+
+class IterableBatches:
+    """Batches from a DataLoader, a generator or any iterable, optionally cycled to ``steps`` per epoch.
+
+    With ``steps`` given, an exhausted iterable is restarted with ``iter()``: a DataLoader begins a new
+    pass, while a one-shot generator simply continues (and ends the epoch early when it runs dry).
+
+    Args:
+        source: the iterable of batches.
+        steps: batches per epoch, or None for one full pass.
+        argument: the argument name used in error messages.
+
+    >>> list(IterableBatches([1, 2], steps=3))
+    [1, 2, 1]
+    """
+
+    def __init__(self, source: Iterable[Any], steps: int | None = None, argument: str = "generator") -> None:
+        if not isinstance(source, Iterable):
+            raise TypeError(
+                f"`{argument}` must be an iterable of batches (a DataLoader, a generator, a list...). "
+                f"Received: {argument} of type {type(source).__name__}."
+            )
+        self.source = source
+        self.steps = steps
+        self._iterator: Iterator[Any] | None = None
+
+    def __len__(self) -> int | None:  # type: ignore[override]
+        if self.steps is not None:
+            return self.steps
+        try:
+            return len(self.source)  # type: ignore[arg-type]
+        except TypeError:
+            return None
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.steps is None:
+            yield from self.source
+            return
+        # A generator object keeps its place across epochs; a DataLoader restarts each pass.
+        iterator = self._iterator if self._iterator is not None else iter(self.source)
+        produced = 0
+        restarted_empty = False
+        while produced < self.steps:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                if restarted_empty:
+                    break  # the source is empty or exhausted for good
+                iterator = iter(self.source)
+                restarted_empty = True
+                continue
+            restarted_empty = False
+            produced += 1
+            yield batch
+        self._iterator = iterator
+
+
+def dataset_loader(
+    dataset: Dataset[Any],
+    *,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    dataloader_kwargs: dict[str, Any] | None = None,
+    pin_memory: bool = False,
+) -> DataLoader[Any]:
+    """Wraps a ``Dataset`` in the ``DataLoader`` that ``fit_dataset`` and friends iterate.
+
+    ``dataloader_kwargs`` overrides anything else, as in Poutyne.
+
+    >>> loader = dataset_loader(torch.utils.data.TensorDataset(torch.zeros(5)), batch_size=2, shuffle=False)
+    >>> len(loader)
+    3
+    """
+    kwargs: dict[str, Any] = {
+        "batch_size": batch_size,
+        "shuffle": shuffle,
+        "num_workers": num_workers,
+        "pin_memory": pin_memory,
+    }
+    if collate_fn is not None:
+        kwargs["collate_fn"] = collate_fn
+    kwargs.update(dataloader_kwargs or {})
+    return DataLoader(dataset, **kwargs)
+
+
+def batch_size_of(x: Any, y: Any = None) -> int:
+    """The number of samples in a batch: the first dimension of the first tensor found in ``x``, else ``y``.
+
+    Used to weight batch averages, so that a smaller last batch counts for less.
+
+    >>> batch_size_of((torch.zeros(3, 2), torch.zeros(3)), torch.zeros(3))
+    3
+    """
+    for obj in (x, y):
+        found = _first_sized(obj)
+        if found is not None:
+            return found
+    return 1
+
+
+def _first_sized(obj: Any) -> int | None:
+    if isinstance(obj, (torch.Tensor, np.ndarray)):
+        return len(obj) if obj.ndim > 0 else None
+    if isinstance(obj, (tuple, list)):
+        for item in obj:
+            found = _first_sized(item)
+            if found is not None:
+                return found
+    if isinstance(obj, Mapping):
+        for item in obj.values():
+            found = _first_sized(item)
+            if found is not None:
+                return found
+    return None
+
+
+def to_device(batch: Any, device: torch.device | None) -> Any:
+    """Moves a batch to ``device`` (non-blocking: only pinned host memory overlaps the copy).
+
+    NumPy arrays met in generator batches are converted first. ``device=None`` leaves the batch as is.
+
+    >>> to_device((np.zeros(1), torch.ones(1)), torch.device('cpu'))
+    (tensor([0.], dtype=torch.float64), tensor([1.]))
+    """
+    batch = numpy_to_torch(batch)
+    if device is None:
+        return batch
+    return torch_apply(batch, lambda tensor: tensor.to(device, non_blocking=True))

@@ -1,0 +1,161 @@
+"""The default per-batch steps: train (forward, loss, backward, optimizer), evaluate and predict.
+
+A :class:`Steps` object owns everything one batch needs (network, optimizer, loss, device) and nothing
+about epochs, metrics or callbacks, which belong to the loop. Replacing the step (several optimizers,
+GANs, mixed precision, clipping) means subclassing or swapping this object, never writing a new loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainwell.data import batch_size_of, to_device
+from trainwell.utils import torch_apply
+from trainwell.validation import check_targets
+
+__all__ = ["StepResult", "Steps", "split_batch"]
+
+
+@dataclass
+class StepResult:
+    """What one batch produced: the detached loss, the predictions and targets, the batch size."""
+
+    loss: torch.Tensor | None
+    y_pred: Any
+    y_true: Any
+    size: int
+
+
+def split_batch(batch: Any, argument: str = "generator") -> tuple[Any, Any]:
+    """Splits a ``(x, y)`` batch, with an error that shows what was received otherwise.
+
+    >>> split_batch((torch.zeros(2), torch.ones(2)))
+    (tensor([0., 0.]), tensor([1., 1.]))
+    """
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    kind = f"{type(batch).__name__} of length {len(batch)}" if isinstance(batch, (tuple, list)) else type(
+        batch
+    ).__name__
+    raise ValueError(
+        f"Each batch of `{argument}` must be a pair (x, y). Received a {kind}. Yield (inputs, targets); "
+        "several inputs go in a tuple: ((x1, x2), y)."
+    )
+
+
+def call_network(network: Callable[..., Any], x: Any) -> Any:
+    """Calls the network the Poutyne way: a tuple or list of inputs is unpacked into ``network(*x)``."""
+    return network(*x) if isinstance(x, (tuple, list)) else network(x)
+
+
+class Steps:
+    """The default train, evaluation and prediction steps for one network and one optimizer.
+
+    Args:
+        network: the module to train.
+        optimizer: its optimizer, or None for evaluation/prediction only.
+        loss_function: ``loss(y_pred, y_true) -> Tensor``, mean-reduced over the batch.
+        device: where batches are moved before the forward pass, or None to leave them as they are.
+
+    Gradient accumulation (``batches_per_step=k``) is exact: with k > 1 the step backpropagates
+    ``loss * batch_size`` and divides the accumulated gradients by the number of examples before the
+    optimizer step, which is the gradient of one batch k times larger, whatever the batch sizes.
+
+    >>> net = nn.Linear(2, 1)
+    >>> steps = Steps(net, torch.optim.SGD(net.parameters(), lr=0.1), nn.MSELoss(), None)
+    >>> result = steps.forward_backward((torch.ones(4, 2), torch.zeros(4, 1)), accumulate=False)
+    >>> result.size, steps.optimizer_step()
+    (4, None)
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        loss_function: Callable[..., torch.Tensor] | None,
+        device: torch.device | None,
+    ) -> None:
+        self.network = network
+        self.optimizer = optimizer
+        self.loss_function = loss_function
+        self.device = device
+        # Mixed precision plugs in here: a context for forward + loss, and a scaler for backward.
+        self.autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+        self.examples_in_step = 0
+        self.check_next_targets = True
+
+    def _forward_loss(self, x: Any, y: Any) -> tuple[torch.Tensor, Any, Any]:
+        x = to_device(x, self.device)
+        with self.autocast():
+            y_pred = call_network(self.network, x)
+            if self.check_next_targets:
+                # Once per phase: the first batch proves the targets match the loss and the output size.
+                check_targets(self.loss_function, y_pred, y)
+                self.check_next_targets = False
+            y = to_device(y, self.device)
+            if self.loss_function is None:
+                raise RuntimeError(
+                    "This Model has no loss function: pass `loss_function` to Model(...) to train or evaluate."
+                )
+            loss = self.loss_function(y_pred, y)
+        return loss, y_pred, y
+
+    def forward_backward(self, batch: Any, *, accumulate: bool) -> StepResult:
+        """Runs forward, loss and backward on a ``(x, y)`` batch, leaving the gradients in place.
+
+        Args:
+            batch: the ``(x, y)`` pair.
+            accumulate: whether this batch is part of a multi-batch step (``batches_per_step > 1``).
+        """
+        x, y = split_batch(batch)
+        size = batch_size_of(x, y)
+        loss, y_pred, y = self._forward_loss(x, y)
+        if accumulate:
+            (loss * size).backward()
+            self.examples_in_step += size
+        else:
+            loss.backward()
+        return StepResult(loss.detach(), torch_apply(y_pred, torch.Tensor.detach), y, size)
+
+    def optimizer_step(self) -> None:
+        """Applies the optimizer to the gradients gathered since the last step, then clears them."""
+        if self.optimizer is None:
+            raise RuntimeError("This Model has no optimizer: pass `optimizer` to Model(...) to train.")
+        if self.examples_in_step:
+            # Gradients of sum(loss_i * size_i); dividing by the total gives the big batch's mean gradient.
+            scale = 1.0 / self.examples_in_step
+            for group in self.optimizer.param_groups:
+                for parameter in group["params"]:
+                    if parameter.grad is not None:
+                        parameter.grad.mul_(scale)
+            self.examples_in_step = 0
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def evaluate(self, batch: Any) -> StepResult:
+        """Forward and loss without gradients on a ``(x, y)`` batch."""
+        x, y = split_batch(batch)
+        size = batch_size_of(x, y)
+        loss, y_pred, y = self._forward_loss(x, y)
+        return StepResult(loss, y_pred, y, size)
+
+    def predict(self, x: Any) -> Any:
+        """The network's output on inputs ``x`` (no gradients are tracked by the caller)."""
+        x = to_device(x, self.device)
+        with self.autocast():
+            return call_network(self.network, x)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state a checkpoint needs to continue a partially accumulated step."""
+        return {"examples_in_step": self.examples_in_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`."""
+        self.examples_in_step = int(state["examples_in_step"])
+
