@@ -1,0 +1,250 @@
+"""The epoch loop: train, validate, test and predict phases over any batch source.
+
+Each phase is a short loop that asks the :class:`~trainwell.steps.Steps` to process a batch, adds the
+result to a :class:`~trainwell.tracking.MetricTracker`, and calls the callbacks that listen. Nothing
+here reads a device value: the tracker and lazy batch logs decide when the host sees one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sized
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from trainwell.callbacks.base import CallbackList
+from trainwell.metrics.base import BatchMetric, EpochMetric
+from trainwell.steps import Steps, split_batch
+from trainwell.tracking import BatchLogs, MetricTracker
+
+__all__ = ["Loop", "LoopState", "concatenate"]
+
+
+@dataclass
+class LoopState:
+    """Where the loop is, readable by callbacks as ``model.state``.
+
+    Attributes:
+        phase: 'train', 'valid', 'test', 'predict', or None between runs.
+        epoch: the current epoch number (from 1).
+        batch: the current batch number in the phase (from 1).
+        global_step: training batches processed since the model was created.
+        tracker: the running values of the current phase (read with ``tracker.running_logs()``).
+    """
+
+    phase: str | None = None
+    epoch: int = 0
+    batch: int = 0
+    global_step: int = 0
+    tracker: MetricTracker | None = field(default=None, repr=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loop position, for checkpoints."""
+        return {"epoch": self.epoch, "batch": self.batch, "global_step": self.global_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`."""
+        self.epoch, self.batch, self.global_step = state["epoch"], state["batch"], state["global_step"]
+
+
+def source_length(source: Iterable[Any]) -> int | None:
+    """The number of batches of a source, or None when it cannot be known in advance."""
+    if isinstance(source, Sized):
+        try:
+            return len(source)
+        except TypeError:
+            return None
+    return None
+
+
+class Loop:
+    """Runs phases for one :class:`Steps`, with one set of metrics.
+
+    Args:
+        steps: the per-batch steps.
+        batch_metrics: averaged over batches, weighted by batch size.
+        epoch_metrics: accumulated over the phase.
+        owner: the object whose ``stop_training`` attribute callbacks set to stop (the Model).
+    """
+
+    def __init__(
+        self,
+        steps: Steps,
+        batch_metrics: list[BatchMetric],
+        epoch_metrics: list[EpochMetric],
+        owner: Any,
+    ) -> None:
+        self.steps = steps
+        self.batch_metrics = batch_metrics
+        self.epoch_metrics = epoch_metrics
+        self.owner = owner
+        self.state = LoopState()
+
+    def _tracker(self, with_loss: bool = True) -> MetricTracker:
+        tracker = MetricTracker(self.batch_metrics, self.epoch_metrics, with_loss=with_loss)
+        tracker.reset()
+        self.state.tracker = tracker
+        return tracker
+
+    def fit(
+        self,
+        train: Iterable[Any],
+        valid: Iterable[Any] | None,
+        *,
+        epochs: int,
+        initial_epoch: int,
+        batches_per_step: int,
+        callbacks: CallbackList,
+    ) -> list[dict[str, Any]]:
+        """Trains from ``initial_epoch`` to ``epochs`` (inclusive); returns one log dict per epoch."""
+        history: list[dict[str, Any]] = []
+        self.owner.stop_training = False
+        callbacks.on_train_begin({})
+        for epoch in range(initial_epoch, epochs + 1):
+            self.state.epoch = epoch
+            callbacks.on_epoch_begin(epoch, {})
+            started = time.perf_counter()
+            logs = self.train_epoch(train, batches_per_step, callbacks)
+            if valid is not None:
+                callbacks.on_valid_begin({})
+                valid_logs = self.evaluate_phase(valid, "valid", callbacks)
+                callbacks.on_valid_end(valid_logs)
+                logs.update({f"val_{key}": value for key, value in valid_logs.items()})
+            epoch_logs = {"epoch": epoch, "time": time.perf_counter() - started, **logs}
+            callbacks.on_epoch_end(epoch, epoch_logs)
+            history.append(epoch_logs)
+            if self.owner.stop_training:
+                break
+        self.state.phase = None
+        callbacks.on_train_end({})
+        return history
+
+    def train_epoch(self, source: Iterable[Any], batches_per_step: int, callbacks: CallbackList) -> dict[str, Any]:
+        """One pass of training batches; returns the epoch's averaged logs."""
+        steps, state = self.steps, self.state
+        tracker = self._tracker()
+        state.phase = "train"
+        begin = callbacks.listeners["on_train_batch_begin"]
+        backward_end = callbacks.listeners["on_backward_end"]
+        end = callbacks.listeners["on_train_batch_end"]
+        accumulate = batches_per_step > 1
+        steps.network.train(True)
+        steps.check_next_targets = True
+        batch_number = 0
+        pending = False  # gradients accumulated but not yet applied
+        with torch.enable_grad():
+            for batch_number, batch in enumerate(source, 1):
+                state.batch = batch_number
+                for method in begin:
+                    method(batch_number, {"batch": batch_number})
+                started = time.perf_counter()
+                result = steps.forward_backward(batch, accumulate=accumulate)
+                for method in backward_end:
+                    method(batch_number)
+                pending = batch_number % batches_per_step != 0
+                if not pending:
+                    steps.optimizer_step()
+                values = tracker.update(result.loss, result.y_pred, result.y_true, result.size)
+                state.global_step += 1
+                if end:
+                    base = {"batch": batch_number, "size": result.size, "time": time.perf_counter() - started}
+                    logs = BatchLogs(base, tracker.batch_names, values)
+                    for method in end:
+                        method(batch_number, logs)
+                if self.owner.stop_training:
+                    break
+            if pending:
+                steps.optimizer_step()  # the epoch's last, incomplete accumulation still counts
+        if batch_number == 0:
+            raise ValueError("The training data produced no batch: check that it is not empty.")
+        return tracker.compute()
+
+    def evaluate_phase(
+        self,
+        source: Iterable[Any],
+        phase: str,
+        callbacks: CallbackList,
+        collect: list[tuple[Any, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Evaluates every batch of ``source`` without gradients; returns the averaged logs.
+
+        Args:
+            source: ``(x, y)`` batches.
+            phase: 'valid' or 'test' (selects the callback hooks).
+            callbacks: the callbacks to call.
+            collect: when given, ``(y_pred, y_true)`` of every batch is appended to it.
+        """
+        steps, state = self.steps, self.state
+        tracker = self._tracker()
+        state.phase = phase
+        begin = callbacks.listeners[f"on_{phase}_batch_begin"]
+        end = callbacks.listeners[f"on_{phase}_batch_end"]
+        steps.network.eval()
+        steps.check_next_targets = True
+        batch_number = 0
+        with torch.no_grad():
+            for batch_number, batch in enumerate(source, 1):
+                state.batch = batch_number
+                for method in begin:
+                    method(batch_number, {"batch": batch_number})
+                started = time.perf_counter()
+                result = steps.evaluate(batch)
+                values = tracker.update(result.loss, result.y_pred, result.y_true, result.size)
+                if collect is not None:
+                    collect.append((result.y_pred, result.y_true))
+                if end:
+                    base = {"batch": batch_number, "size": result.size, "time": time.perf_counter() - started}
+                    logs = BatchLogs(base, tracker.batch_names, values)
+                    for method in end:
+                        method(batch_number, logs)
+        if batch_number == 0:
+            raise ValueError(f"The {phase} data produced no batch: check that it is not empty.")
+        return tracker.compute()
+
+    def predict_phase(
+        self, source: Iterable[Any], callbacks: CallbackList, has_ground_truth: bool
+    ) -> tuple[list[Any], list[Any]]:
+        """The network's outputs on every batch (and the targets when batches are ``(x, y)`` pairs)."""
+        steps, state = self.steps, self.state
+        state.phase = "predict"
+        state.tracker = None
+        begin = callbacks.listeners["on_predict_batch_begin"]
+        end = callbacks.listeners["on_predict_batch_end"]
+        predictions: list[Any] = []
+        truths: list[Any] = []
+        steps.network.eval()
+        with torch.no_grad():
+            for batch_number, batch in enumerate(source, 1):
+                state.batch = batch_number
+                for method in begin:
+                    method(batch_number, {"batch": batch_number})
+                started = time.perf_counter()
+                if has_ground_truth:
+                    x, y = split_batch(batch)
+                    truths.append(y)
+                else:
+                    x = batch
+                predictions.append(steps.predict(x))
+                for method in end:
+                    method(batch_number, {"batch": batch_number, "time": time.perf_counter() - started})
+        return predictions, truths
+
+
+def concatenate(parts: list[Any]) -> Any:
+    """Concatenates per-batch outputs along the first dimension, through tuples, lists and dicts.
+
+    >>> concatenate([(torch.zeros(2), {'a': torch.ones(1)}), (torch.zeros(1), {'a': torch.ones(2)})])
+    (tensor([0., 0., 0.]), {'a': tensor([1., 1., 1.])})
+    """
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts) if first.dim() > 0 else torch.stack(parts)
+    if isinstance(first, tuple):
+        return tuple(concatenate([part[index] for part in parts]) for index in range(len(first)))
+    if isinstance(first, list):
+        return [concatenate([part[index] for part in parts]) for index in range(len(first))]
+    if isinstance(first, dict):
+        return {key: concatenate([part[key] for part in parts]) for key in first}
+    return parts

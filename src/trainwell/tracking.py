@@ -1,0 +1,151 @@
+"""Running loss and metric values for one phase, kept on the device until somebody reads them.
+
+The step loop only adds to device tensors; the host sees a value when the progress display refreshes,
+when a callback reads a batch log, or when the phase ends, each time through one transfer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from trainwell.metrics.base import BatchMetric, EpochMetric
+
+__all__ = ["BatchLogs", "MetricTracker"]
+
+
+def _accumulator_like(value: torch.Tensor) -> torch.Tensor:
+    # float64 keeps sums over millions of batches exact to float32 precision; MPS has no float64.
+    dtype = torch.float32 if value.device.type == "mps" else torch.float64
+    return torch.zeros(value.shape, dtype=dtype, device=value.device)
+
+
+def _expand(names: Sequence[Sequence[str]], values: Sequence[torch.Tensor]) -> dict[str, float]:
+    """Turns per-metric tensors (scalars or 1-D) into ``{name: float}`` with one host transfer."""
+    if not values:
+        return {}
+    flat = torch.cat([value.detach().reshape(-1).to(torch.float64) for value in values]).tolist()
+    keys = [name for group in names for name in group]
+    if len(keys) != len(flat):
+        raise ValueError(
+            f"Metrics returned {len(flat)} values for the {len(keys)} names {keys}; a metric must return "
+            "a scalar, or a 1-D tensor with one value per name."
+        )
+    return dict(zip(keys, flat))
+
+
+class BatchLogs(Mapping[str, Any]):
+    """The logs of one batch, read lazily: tensors reach the host only when a key is read.
+
+    Behaves as a read-only dict of floats (``logs['loss']``, ``dict(logs)``, ``{**logs}``).
+    """
+
+    def __init__(self, base: dict[str, Any], names: Sequence[Sequence[str]], values: Sequence[torch.Tensor]):
+        self._base = base
+        self._names = names
+        self._values = values
+        self._resolved: dict[str, Any] | None = None
+
+    def _data(self) -> dict[str, Any]:
+        if self._resolved is None:
+            self._resolved = {**self._base, **_expand(self._names, self._values)}
+        return self._resolved
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._base:
+            return self._base[key]
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def copy(self) -> dict[str, Any]:
+        """A plain dict of the logs."""
+        return dict(self._data())
+
+    def __repr__(self) -> str:
+        return repr(self._data())
+
+
+class MetricTracker:
+    """Sums of the loss and batch metrics weighted by batch size, plus the epoch metrics, for one phase.
+
+    Args:
+        batch_metrics: averaged over batches, weighted by batch size.
+        epoch_metrics: accumulated and computed at the end of the phase.
+        with_loss: whether a loss is tracked (not when predicting).
+
+    >>> tracker = MetricTracker([], [])
+    >>> _ = tracker.update(torch.tensor(1.0), None, None, 3)
+    >>> _ = tracker.update(torch.tensor(3.0), None, None, 1)
+    >>> tracker.compute()
+    {'loss': 1.5}
+    """
+
+    def __init__(
+        self, batch_metrics: Sequence[BatchMetric], epoch_metrics: Sequence[EpochMetric], with_loss: bool = True
+    ) -> None:
+        self.batch_metrics = list(batch_metrics)
+        self.epoch_metrics = list(epoch_metrics)
+        self.with_loss = with_loss
+        self.batch_names: list[tuple[str, ...]] = ([("loss",)] if with_loss else []) + [
+            metric.names for metric in self.batch_metrics
+        ]
+        self.count = 0
+        self._sums: list[torch.Tensor] | None = None
+
+    def reset(self) -> None:
+        """Starts a new phase: zero sums, reset epoch metrics."""
+        self.count = 0
+        self._sums = None
+        for metric in self.epoch_metrics:
+            metric.reset()
+
+    @torch.no_grad()
+    def update(self, loss: torch.Tensor | None, y_pred: Any, y_true: Any, size: int) -> list[torch.Tensor]:
+        """Adds one batch; returns the batch's values (loss first), still on the device."""
+        values = [loss] if self.with_loss and loss is not None else []
+        values.extend(metric(y_pred, y_true) for metric in self.batch_metrics)
+        if self._sums is None:
+            self._sums = [_accumulator_like(value) for value in values]
+        for total, value in zip(self._sums, values):
+            total.add_(value, alpha=size)
+        for epoch_metric in self.epoch_metrics:
+            epoch_metric.update(y_pred, y_true)
+        self.count += size
+        return values
+
+    def running_logs(self) -> dict[str, float]:
+        """The averages so far (one host transfer)."""
+        if not self._sums or not self.count:
+            return {}
+        return _expand(self.batch_names, [total / self.count for total in self._sums])
+
+    def compute(self) -> dict[str, float]:
+        """The phase's logs: weighted averages of loss and batch metrics, then the epoch metrics."""
+        names = self.batch_names if self._sums else []
+        values = [total / self.count for total in self._sums] if self._sums and self.count else []
+        names = names if values else []
+        names = names + [metric.names for metric in self.epoch_metrics]
+        values = values + [torch.as_tensor(metric.compute()) for metric in self.epoch_metrics]
+        return _expand(names, values)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Copies of the running sums and epoch-metric accumulators, for a mid-phase checkpoint."""
+        return {
+            "count": self.count,
+            "sums": [total.clone() for total in self._sums] if self._sums is not None else None,
+            "epoch_metrics": [metric.state_dict() for metric in self.epoch_metrics],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`."""
+        self.count = int(state["count"])
+        self._sums = [total.clone() for total in state["sums"]] if state["sums"] is not None else None
+        for metric, metric_state in zip(self.epoch_metrics, state["epoch_metrics"]):
+            metric.load_state_dict(metric_state)
