@@ -82,7 +82,8 @@ class Loop:
         self.owner = owner
         self.state = LoopState()
 
-    def _tracker(self, with_loss: bool = True) -> MetricTracker:
+    def new_tracker(self, with_loss: bool = True) -> MetricTracker:
+        """A fresh tracker for a phase, made visible to callbacks as ``state.tracker``."""
         tracker = MetricTracker(self.batch_metrics, self.epoch_metrics, with_loss=with_loss)
         tracker.reset()
         self.state.tracker = tracker
@@ -124,7 +125,7 @@ class Loop:
     def train_epoch(self, source: Iterable[Any], batches_per_step: int, callbacks: CallbackList) -> dict[str, Any]:
         """One pass of training batches; returns the epoch's averaged logs."""
         steps, state = self.steps, self.state
-        tracker = self._tracker()
+        tracker = self.new_tracker()
         state.phase = "train"
         begin = callbacks.listeners["on_train_batch_begin"]
         backward_end = callbacks.listeners["on_backward_end"]
@@ -177,7 +178,7 @@ class Loop:
             collect: when given, ``(y_pred, y_true)`` of every batch is appended to it.
         """
         steps, state = self.steps, self.state
-        tracker = self._tracker()
+        tracker = self.new_tracker()
         state.phase = phase
         begin = callbacks.listeners[f"on_{phase}_batch_begin"]
         end = callbacks.listeners[f"on_{phase}_batch_end"]

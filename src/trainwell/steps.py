@@ -89,6 +89,8 @@ class Steps:
         self.autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
         self.examples_in_step = 0
         self.check_next_targets = True
+        # In-memory targets are checked whole, once per phase, instead of only the first batch's.
+        self.all_targets: Any = None
 
     def _forward_loss(self, x: Any, y: Any) -> tuple[torch.Tensor, Any, Any]:
         x = to_device(x, self.device)
@@ -96,7 +98,7 @@ class Steps:
             y_pred = call_network(self.network, x)
             if self.check_next_targets:
                 # Once per phase: the first batch proves the targets match the loss and the output size.
-                check_targets(self.loss_function, y_pred, y)
+                check_targets(self.loss_function, y_pred, y if self.all_targets is None else self.all_targets)
                 self.check_next_targets = False
             y = to_device(y, self.device)
             if self.loss_function is None:

@@ -61,7 +61,7 @@ def check_targets(loss_function: Any, y_pred: Any, y_true: Any) -> None:
     if not isinstance(loss_function, _CLASS_INDEX_LOSSES) or y_pred.dim() < 1:
         return
     if y_true.is_floating_point():
-        if y_true.shape == y_pred.shape:
+        if y_true.shape[1:] == y_pred.shape[1:]:
             return  # class probabilities, which cross-entropy accepts
         raise TypeError(
             f"{type(loss_function).__name__} needs integer class indices as targets. Received `y` of "
