@@ -45,4 +45,4 @@ class Lambda(nn.Module):
     def extra_repr(self) -> str:
         """Names the wrapped function (``func=<lambda>`` for a lambda), so printed networks stay readable."""
         name = getattr(self.func, "__name__", None)
-        return f"func={name if name else self.func!r}"
+        return f"func={name}" if isinstance(name, str) else f"func={self.func!r}"
