@@ -1,0 +1,136 @@
+"""Batch classification metrics: accuracy, binary accuracy and top-k accuracy.
+
+Every function here returns a percentage (0-100) as a tensor on the input's device. None of them reads a
+value back to the host: ignored targets are removed by weighting with a 0/1 mask instead of by boolean
+indexing, whose output size would depend on the data (and so force a sync on CUDA).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+
+from trainwell.metrics.base import BatchMetric
+
+__all__ = [
+    "TOPK_VALUES",
+    "Accuracy",
+    "BinaryAccuracy",
+    "TopKAccuracy",
+    "acc",
+    "accuracy",
+    "bin_acc",
+    "binary_accuracy",
+    "topk_accuracy",
+]
+
+# The k of the predefined 'top{k}' names, as in Poutyne: 1 to 10, then every ten up to 100.
+TOPK_VALUES: tuple[int, ...] = (*range(1, 11), *range(20, 101, 10))
+
+
+def _weighted_percentage(hits: torch.Tensor, y_true: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    # hits and y_true have the same shape; entries whose target is ignore_index weigh zero.
+    weights = (y_true != ignore_index).to(torch.float32)
+    # clamp_min keeps an all-ignored batch at 0 instead of NaN, without a data-dependent branch.
+    return (hits.to(torch.float32) * weights).sum() * 100.0 / weights.sum().clamp_min(1.0)
+
+
+def accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Percentage of targets whose highest score is the true class.
+
+    Args:
+        y_pred: scores or logits, shape ``(N, C)`` or ``(N, C, d1, ...)``; the class is the argmax over dim 1.
+        y_true: class indices, shape ``(N,)`` or ``(N, d1, ...)``.
+        ignore_index: targets equal to this value are left out of the count.
+
+    Returns:
+        A scalar float tensor between 0 and 100, on ``y_pred``'s device.
+
+    >>> accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), torch.tensor([1, 1, -100]))
+    tensor(50.)
+    """
+    return _weighted_percentage(y_pred.argmax(dim=1) == y_true, y_true, ignore_index)
+
+
+def binary_accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+    """Percentage of correct binary predictions, a prediction being positive when above ``threshold``.
+
+    Args:
+        y_pred: logits of any shape (use ``threshold=0.5`` for probabilities).
+        y_true: 0/1 targets (int, bool or float) with as many elements as ``y_pred``; ``(N,)`` targets
+            with ``(N, 1)`` predictions are accepted.
+        threshold: the decision threshold.
+
+    Returns:
+        A scalar float tensor between 0 and 100.
+
+    >>> binary_accuracy(torch.tensor([2.0, -1.0, 0.5, -3.0]), torch.tensor([1, 0, 0, 0]))
+    tensor(75.)
+    """
+    if y_pred.shape != y_true.shape and y_pred.numel() == y_true.numel():
+        # (N, 1) logits against (N,) targets: broadcasting would compare every pair.
+        y_pred = y_pred.reshape(y_true.shape)
+    hits = (y_pred > threshold) == (y_true > 0.5)
+    return hits.to(torch.float32).mean() * 100.0
+
+
+def topk_accuracy(
+    y_pred: torch.Tensor, y_true: torch.Tensor, k: int = 5, ignore_index: int = -100
+) -> torch.Tensor:
+    """Percentage of targets whose class is among the ``k`` highest scores.
+
+    Args:
+        y_pred: scores or logits, shape ``(N, C)`` or ``(N, C, d1, ...)``.
+        y_true: class indices, shape ``(N,)`` or ``(N, d1, ...)``.
+        k: how many of the best-scored classes count as a hit.
+        ignore_index: targets equal to this value are left out of the count.
+
+    >>> topk_accuracy(torch.tensor([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]]), torch.tensor([1, 2]), k=2)
+    tensor(50.)
+    """
+    best = y_pred.topk(k, dim=1).indices  # (N, k, d1, ...)
+    hits = (best == y_true.unsqueeze(1)).any(dim=1)
+    return _weighted_percentage(hits, y_true, ignore_index)
+
+
+# Poutyne's spellings of the same functions.
+acc = accuracy
+bin_acc = binary_accuracy
+
+
+class Accuracy(BatchMetric):
+    """:func:`accuracy` as a batch metric logged under ``acc`` (or ``name``).
+
+    >>> Accuracy()(torch.tensor([[0.2, 0.8]]), torch.tensor([1]))
+    tensor(100.)
+    """
+
+    def __init__(self, ignore_index: int = -100, name: str = "acc") -> None:
+        super().__init__(partial(accuracy, ignore_index=ignore_index), (name,), higher_is_better=True)
+
+
+class BinaryAccuracy(BatchMetric):
+    """:func:`binary_accuracy` as a batch metric logged under ``bin_acc`` (or ``name``).
+
+    >>> BinaryAccuracy()(torch.tensor([1.5, -0.5]), torch.tensor([1.0, 1.0]))
+    tensor(50.)
+    """
+
+    def __init__(self, threshold: float = 0.0, name: str = "bin_acc") -> None:
+        super().__init__(partial(binary_accuracy, threshold=threshold), (name,), higher_is_better=True)
+
+
+class TopKAccuracy(BatchMetric):
+    """:func:`topk_accuracy` as a batch metric logged under ``top{k}`` (or ``name``).
+
+    >>> TopKAccuracy(2).names
+    ('top2',)
+    """
+
+    def __init__(self, k: int, ignore_index: int = -100, name: str | None = None) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"`k` must be a positive int. Received: k={k!r} (type {type(k).__name__}).")
+        fn = partial(topk_accuracy, k=k, ignore_index=ignore_index)
+        super().__init__(fn, (name or f"top{k}",), higher_is_better=True)
+        self.k = k

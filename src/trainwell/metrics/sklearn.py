@@ -1,0 +1,119 @@
+"""Any scikit-learn metric function as an epoch metric.
+
+scikit-learn needs the whole epoch at once, so the batches are kept as detached device tensors (copying
+each one to the host would sync every step) and moved to NumPy once, when the epoch is computed.
+scikit-learn itself is never imported here: the functions come from the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from trainwell.metrics.base import EpochMetric, check_names
+
+__all__ = ["SKLearnMetrics"]
+
+_KEYS = ("y_pred", "y_true", "sample_weight")
+
+
+class SKLearnMetrics(EpochMetric):
+    """Computes one or several scikit-learn metrics ``f(y_true, y_pred, **kwargs)`` on the whole epoch.
+
+    Args:
+        funcs: a function or a list of functions with scikit-learn's signature ``f(y_true, y_pred, ...)``.
+        kwargs: keyword arguments for the functions: one dict shared by all, or a list with one dict
+            (or None) per function.
+        names: the log keys, one per function; defaults to each function's ``__name__``.
+
+    The targets may be a pair ``(y_true, sample_weight)``; the weights are then passed as
+    ``sample_weight=`` to every function.
+
+    >>> from sklearn.metrics import mean_absolute_error
+    >>> metric = SKLearnMetrics(mean_absolute_error)
+    >>> metric.update(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]))
+    >>> metric.update(torch.tensor([3.0]), torch.tensor([0.0]))
+    >>> metric.names, metric.compute()
+    (('mean_absolute_error',), tensor(2.))
+    """
+
+    def __init__(
+        self,
+        funcs: Callable[..., Any] | Sequence[Callable[..., Any]],
+        kwargs: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        names: str | Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.funcs = [funcs] if callable(funcs) else list(funcs)
+        if not self.funcs or not all(callable(func) for func in self.funcs):
+            raise TypeError(
+                "`funcs` must be a function f(y_true, y_pred) or a non-empty list of them. "
+                f"Received: funcs={funcs!r}."
+            )
+        self.kwargs = self._check_kwargs(kwargs)
+        if names is None:
+            names = [getattr(func, "__name__", type(func).__name__) for func in self.funcs]
+        self.names = check_names(names, "names")
+        if len(self.names) != len(self.funcs):
+            raise ValueError(
+                f"`names` must give one name per function ({len(self.funcs)}). Received: names={names!r}."
+            )
+        self._batches: dict[str, list[torch.Tensor]] = {key: [] for key in _KEYS}
+
+    def _check_kwargs(self, kwargs: Any) -> list[dict[str, Any]]:
+        if kwargs is None or isinstance(kwargs, Mapping):
+            return [dict(kwargs or {}) for _ in self.funcs]
+        if isinstance(kwargs, Sequence) and len(kwargs) == len(self.funcs):
+            return [dict(item or {}) for item in kwargs]
+        raise TypeError(
+            f"`kwargs` must be a dict or a list of {len(self.funcs)} dicts (one per function). "
+            f"Received: kwargs={kwargs!r}."
+        )
+
+    def update(self, y_pred: torch.Tensor, y_true: Any) -> None:
+        """Keeps the batch (detached, on its device) for the end of the epoch."""
+        if isinstance(y_true, (tuple, list)):
+            y_true, sample_weight = y_true
+            self._batches["sample_weight"].append(sample_weight.detach())
+        self._batches["y_pred"].append(y_pred.detach())
+        self._batches["y_true"].append(y_true.detach())
+
+    def _concatenated(self) -> dict[str, torch.Tensor]:
+        return {key: torch.cat(batches) for key, batches in self._batches.items() if batches}
+
+    def compute(self) -> torch.Tensor:
+        """Calls every function on the epoch's NumPy arrays; returns a scalar or one value per name."""
+        arrays = {key: value.cpu().numpy() for key, value in self._concatenated().items()}
+        if "y_true" not in arrays:
+            raise RuntimeError("SKLearnMetrics.compute() was called before any update().")
+        weights = {"sample_weight": arrays["sample_weight"]} if "sample_weight" in arrays else {}
+        values = [
+            float(func(arrays["y_true"], arrays["y_pred"], **weights, **kwargs))
+            for func, kwargs in zip(self.funcs, self.kwargs, strict=True)
+        ]
+        result = torch.tensor(values, dtype=torch.float32)
+        return result[0] if len(values) == 1 else result
+
+    def reset(self) -> None:
+        """Forgets the epoch's batches."""
+        for batches in self._batches.values():
+            batches.clear()
+
+    def to(self, device: torch.device | str) -> SKLearnMetrics:
+        """Moves the kept batches to ``device``."""
+        for batches in self._batches.values():
+            batches[:] = [batch.to(device) for batch in batches]
+        return self
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Returns the epoch's batches concatenated, one tensor per key (none before the first update)."""
+        return {key: value.clone() for key, value in self._concatenated().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restores batches saved by :meth:`state_dict`."""
+        unknown = set(state) - set(_KEYS)
+        if unknown:
+            raise KeyError(f"Unexpected keys {sorted(unknown)} in SKLearnMetrics state; expected {_KEYS}.")
+        self._batches = {key: [state[key].clone()] if key in state else [] for key in _KEYS}
