@@ -182,13 +182,11 @@ class IterableBatches:
         self.steps = steps
         self._iterator: Iterator[Any] | None = None
 
-    def __len__(self) -> int | None:  # type: ignore[override]
+    def __len__(self) -> int:
+        """Batches per epoch; raises TypeError when the source has no length and no ``steps`` was set."""
         if self.steps is not None:
             return self.steps
-        try:
-            return len(self.source)  # type: ignore[arg-type]
-        except TypeError:
-            return None
+        return len(self.source)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[Any]:
         if self.steps is None:

@@ -735,7 +735,7 @@ def _dataset(dataset: Any, argument: str) -> Dataset[Any]:
 
 def _iterable(source: Any, steps: int | None, argument: str, steps_argument: str) -> IterableBatches:
     batches = IterableBatches(source, steps, argument)
-    if steps is None and len(batches) is None:
+    if steps is None and source_length(batches) is None:
         raise ValueError(
             f"`{argument}` has no len() (a plain generator), so an epoch has no end. Pass "
             f"`{steps_argument}=N` to set the number of batches per epoch, or give a DataLoader or a list."

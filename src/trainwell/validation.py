@@ -65,8 +65,8 @@ def check_targets(loss_function: Any, y_pred: Any, y_true: Any) -> None:
             return  # class probabilities, which cross-entropy accepts
         raise TypeError(
             f"{type(loss_function).__name__} needs integer class indices as targets. Received `y` of "
-            f"dtype {y_true.dtype} and shape {tuple(y_true.shape)} for predictions of shape "
-            f"{tuple(y_pred.shape)}. Convert the labels with y.long(), or give class probabilities with "
+            f"dtype {y_true.dtype} for predictions of {y_pred.shape[1] if y_pred.dim() > 1 else 1} classes. "
+            "Convert the labels with y.long(), or give class probabilities with "
             "the predictions' shape."
         )
     num_classes = y_pred.shape[1] if y_pred.dim() > 1 else y_pred.shape[0]
