@@ -1,0 +1,232 @@
+"""The Poutyne-compatible Model API: inputs, return formats, log keys and errors."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from trainwell import Model, set_seeds
+
+
+@pytest.fixture
+def data():
+    set_seeds(0)
+    x = torch.randn(60, 4)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    return x, y
+
+
+def _model(**kwargs):
+    set_seeds(1)
+    return Model(nn.Linear(4, 3), "sgd", "cross_entropy", **kwargs)
+
+
+def test_fit_history_keys_and_order(data):
+    x, y = data
+    model = _model(batch_metrics=["accuracy"], epoch_metrics=["f1"])
+    history = model.fit(x, y, validation_data=(x, y), epochs=2, batch_size=16, verbose=False)
+    assert [entry["epoch"] for entry in history] == [1, 2]
+    assert list(history[0]) == ["epoch", "time", "loss", "acc", "fscore_macro", "val_loss", "val_acc", "val_fscore_macro"]
+    assert all(isinstance(value, float) for key, value in history[0].items() if key != "epoch")
+
+
+def test_evaluate_return_formats(data):
+    x, y = data
+    model = _model(batch_metrics=["accuracy"], epoch_metrics=["f1"])
+    loss, metrics = model.evaluate(x, y, verbose=False)
+    assert isinstance(loss, float) and isinstance(metrics, np.ndarray) and metrics.shape == (2,)
+
+    logs = model.evaluate(x, y, verbose=False, return_dict_format=True)
+    assert list(logs) == ["time", "test_loss", "test_acc", "test_fscore_macro"]
+    assert logs["test_loss"] == pytest.approx(loss) and logs["test_acc"] == pytest.approx(metrics[0])
+
+    logs, pred, true = model.evaluate(x, y, verbose=False, return_dict_format=True, return_pred=True, return_ground_truth=True)
+    assert pred.shape == (60, 3) and np.array_equal(true, y.numpy())
+
+    single = _model(batch_metrics=["accuracy"])
+    loss, acc = single.evaluate(x, y, verbose=False)
+    assert isinstance(acc, float)
+    assert isinstance(_model().evaluate(x, y, verbose=False), float)
+
+
+def test_accuracy_is_a_percentage_that_matches_the_predictions(data):
+    x, y = data
+    model = _model(batch_metrics=["accuracy"])
+    _, acc, pred = model.evaluate(x, y, verbose=False, return_pred=True, batch_size=7)
+    expected = (pred.argmax(1) == y.numpy()).mean() * 100
+    assert acc == pytest.approx(expected)
+
+
+def test_generator_returns_can_stay_per_batch_tensors(data):
+    x, y = data
+    model = _model()
+    batches = [(x[i : i + 20], y[i : i + 20]) for i in range(0, 60, 20)]
+    loss, pred, true = model.evaluate_generator(
+        batches, return_pred=True, return_ground_truth=True, concatenate_returns=False, convert_to_numpy=False, verbose=False
+    )
+    assert isinstance(pred, list) and len(pred) == 3 and isinstance(pred[0], torch.Tensor)
+    assert torch.equal(torch.cat(true), y)
+
+
+def test_predict_variants_agree(data):
+    x, y = data
+    model = _model()
+    from_tensor = model.predict(x, batch_size=7, verbose=False)
+    from_numpy = model.predict(x.numpy(), verbose=False)
+    from_dataset = model.predict_dataset(TensorDataset(x), verbose=False, dataloader_kwargs={"collate_fn": lambda s: torch.stack([i[0] for i in s])})
+    from_generator, truth = model.predict_generator(
+        DataLoader(TensorDataset(x, y), batch_size=9), has_ground_truth=True, return_ground_truth=True, verbose=False
+    )
+    for other in (from_numpy, from_dataset, from_generator):
+        np.testing.assert_allclose(other, from_tensor, atol=1e-6)
+    assert np.array_equal(truth, y.numpy())
+    np.testing.assert_allclose(model.predict_on_batch(x[:5]), from_tensor[:5], atol=1e-6)
+
+
+def test_multi_input_and_multi_output_networks():
+    class TwoInTwoOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 3), nn.Linear(5, 3)
+
+        def forward(self, left, right):
+            return self.a(left) + self.b(right), left.sum(1)
+
+    def loss(y_pred, y_true):
+        return nn.functional.cross_entropy(y_pred[0], y_true[0]) + nn.functional.mse_loss(y_pred[1], y_true[1])
+
+    set_seeds(0)
+    left, right = torch.randn(30, 2), torch.randn(30, 5)
+    y = (torch.randint(0, 3, (30,)), left.sum(1))
+    model = Model(TwoInTwoOut(), "adam", loss)
+    history = model.fit((left, right), y, epochs=3, batch_size=8, verbose=False)
+    assert history[-1]["loss"] < history[0]["loss"]
+    logits, sums = model.predict((left.numpy(), right.numpy()), verbose=False)
+    assert logits.shape == (30, 3) and sums.shape == (30,)
+
+
+def test_dict_batches_from_a_generator():
+    class DictNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 1)
+
+        def forward(self, batch):
+            return self.linear(batch["features"]).squeeze(1)
+
+    set_seeds(0)
+    features = torch.randn(40, 3)
+    target = features @ torch.tensor([1.0, -2.0, 0.5])
+    batches = [({"features": features[i : i + 10]}, target[i : i + 10]) for i in range(0, 40, 10)]
+    model = Model(DictNet(), {"optim": "sgd", "lr": 0.1}, "mse", epoch_metrics=["r2"])
+    history = model.fit_generator(batches, batches, epochs=30, verbose=False)
+    assert history[-1]["val_r2"] > 0.99
+
+
+def test_steps_per_epoch_cycles_a_dataloader_and_continues_a_generator(data):
+    x, y = data
+    model = _model()
+    loader = DataLoader(TensorDataset(x, y), batch_size=20)
+    sizes = []
+
+    from trainwell import Callback
+
+    class Sizes(Callback):
+        def on_train_batch_end(self, batch_number, logs):
+            sizes.append(logs["size"])
+
+    model.fit_generator(loader, epochs=1, steps_per_epoch=5, verbose=False, callbacks=[Sizes()])
+    assert sizes == [20] * 5
+
+    def endless():
+        while True:
+            yield x[:6], y[:6]
+
+    history = model.fit_generator(endless(), epochs=2, steps_per_epoch=3, verbose=False)
+    assert len(history) == 2
+    history = model.fit(x, y, batch_size=10, epochs=2, steps_per_epoch=8, verbose=False)
+    assert len(history) == 2
+
+
+def test_fit_dataset_and_dataloader_kwargs_paths(data):
+    x, y = data
+    model = _model(batch_metrics=["acc"])
+    history = model.fit_dataset(TensorDataset(x, y), TensorDataset(x, y), batch_size=16, epochs=1, verbose=False)
+    assert set(history[0]) >= {"loss", "acc", "val_loss", "val_acc"}
+    history = model.fit(x, y, (x, y), epochs=1, verbose=False, dataloader_kwargs={"shuffle": False})
+    assert "val_acc" in history[0]
+    logs = model.evaluate_dataset(TensorDataset(x, y), verbose=False, return_dict_format=True)
+    assert logs["test_acc"] == pytest.approx(model.evaluate(x, y, verbose=False)[1])
+
+
+def test_batches_per_step_in_fit_matches_a_larger_batch(data):
+    x, y = data
+    batches_small = [(x[i : i + 5], y[i : i + 5]) for i in range(0, 60, 5)]
+    batches_large = [(x[i : i + 20], y[i : i + 20]) for i in range(0, 60, 20)]
+    small, large = _model(), _model()
+    small.fit_generator(batches_small, epochs=2, batches_per_step=4, verbose=False)
+    large.fit_generator(batches_large, epochs=2, verbose=False)
+    for a, b in zip(small.network.parameters(), large.network.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_train_and_evaluate_on_batch(data):
+    x, y = data
+    model = _model(batch_metrics=["accuracy"])
+    before = model.get_weight_copies()
+    loss, acc = model.train_on_batch(x, y)
+    assert isinstance(loss, float) and 0 <= acc <= 100
+    assert not torch.equal(before["weight"], model.network.weight.detach())
+    logs, pred = model.evaluate_on_batch(x, y, return_dict_format=True, return_pred=True)
+    assert list(logs) == ["loss", "acc"] and pred.shape == (60, 3)
+
+
+def test_metrics_names_and_name_resolution():
+    model = Model(nn.Linear(4, 3), "Adam", "CrossEntropyLoss", batch_metrics=["accuracy", "top2", "cross_entropy"], epoch_metrics=["f1"])
+    assert model.metrics_names == ["acc", "top2", "cross_entropy", "fscore_macro"]
+    assert isinstance(model.optimizer, torch.optim.Adam)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda m, x, y: m.fit(x, y, batch_size=0, verbose=False), ValueError, r"`batch_size` must be a positive int. Received: batch_size=0"),
+        (lambda m, x, y: m.fit(x, y, batch_size=2.5, verbose=False), TypeError, r"`batch_size` must be a positive int. Received: batch_size=2.5 \(type float\)"),
+        (lambda m, x, y: m.fit(x, y[:10], verbose=False), ValueError, "Received: x has 60 samples, y has 10"),
+        (lambda m, x, y: m.fit(x, y.float(), epochs=1, verbose=False), TypeError, r"needs integer class indices.*y.long\(\)"),
+        (lambda m, x, y: m.fit(x, y + 5, epochs=1, verbose=False), ValueError, r"must lie in \[0, 2\].*from 5 to 7"),
+        (lambda m, x, y: m.evaluate(x, y - 1, verbose=False), ValueError, r"must lie in \[0, 2\].*from -1 to 1"),
+        (lambda m, x, y: m.fit(x[:0], y[:0], verbose=False), ValueError, "is empty"),
+        (lambda m, x, y: m.fit_generator((b for b in [(x, y)]), epochs=2, verbose=False), ValueError, "has no len.*steps_per_epoch=N"),
+        (lambda m, x, y: m.fit(x, y, validation_data=(x,), verbose=False), ValueError, r"`validation_data` must be a pair"),
+        (lambda m, x, y: m.fit(x, y, epochs=0, verbose=False), ValueError, "`epochs` must be a positive int"),
+        (lambda m, x, y: m.fit(x, y, callbacks=print, verbose=False), TypeError, "`callbacks` must be a list"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(data, call, error, match):
+    x, y = data
+    with pytest.raises(error, match=match):
+        call(_model(), x, y)
+
+
+def test_constructor_errors():
+    with pytest.raises(TypeError, match="`network` must be a torch.nn.Module. Received: network of type function"):
+        Model(lambda x: x, "sgd", "mse")
+    with pytest.raises(ValueError, match="Did you mean 'adam'"):
+        Model(nn.Linear(2, 2), "adm", "mse")
+    with pytest.raises(ValueError, match="do not belong to `network`"):
+        Model(nn.Linear(2, 2), torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), "mse")
+    with pytest.raises(ValueError, match="Did you mean 'accuracy'|Did you mean 'acc'"):
+        Model(nn.Linear(2, 2), "sgd", "mse", batch_metrics=["acuracy"])
+    with pytest.raises(ValueError, match="`device` must be a device name"):
+        Model(nn.Linear(2, 2), "sgd", "mse", device="gpu0")
+
+
+def test_device_none_leaves_the_network_and_cpu_moves_it(data):
+    network = nn.Linear(4, 3)
+    model = Model(network, "sgd", "cross_entropy")
+    assert model.device is None and model.network is network
+    model.to("cpu")
+    assert model.device == torch.device("cpu")
+    assert model.cpu() is model
