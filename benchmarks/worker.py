@@ -1,0 +1,140 @@
+"""Runs ONE (framework, scenario) measurement in this (fresh) process and prints one JSON line.
+
+``python -m benchmarks.worker --framework poutyne --scenario A1 [--smoke]``
+
+The measurement: import the adapter, run a short warm-up of the same scenario on a few batches
+(excluded), build a fresh seeded task, time the one training/evaluation/prediction call with
+``time.perf_counter``, then report samples/s and the process's max RSS. GPU scenarios also count
+host-device synchronizations per step with the torch profiler, on a separate short run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from dataclasses import replace
+from typing import Any
+
+RESULT_PREFIX = "BENCH_RESULT "
+WARMUP_BATCHES = 10
+PROFILE_BATCHES = 20
+# Runtime calls that make the host wait for the device (``.item()`` is a copy then a stream sync).
+SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
+
+
+def _limit_threads() -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+
+
+def _max_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def count_syncs(prepare: Any, scenario: Any) -> float:
+    """Host-device syncs per step over a short profiled run (a fresh task, not the timed one)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from benchmarks.common import make_task
+
+    short = replace(scenario, epochs=1, samples=min(scenario.samples, PROFILE_BATCHES * scenario.batch_size))
+    call = prepare(make_task(short))
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        call()
+        torch.cuda.synchronize()
+    syncs = sum(e.count for e in prof.key_averages() if e.key in SYNC_EVENTS)
+    return syncs / short.steps
+
+
+def _check_output(kind: str, output: Any, samples: int) -> None:
+    """Cheap sanity check that the adapter really did the work (predictions: one row per sample)."""
+    if kind == "predict":
+        import numpy as np
+
+        shape = np.asarray(output).shape
+        if shape != (samples, 10):
+            raise AssertionError(f"predict returned shape {shape}, expected {(samples, 10)}")
+
+
+def measure(framework: str, scenario_name: str, smoke: bool) -> dict[str, Any]:
+    """One measurement, as a JSON-able record."""
+    _limit_threads()
+    import torch
+
+    from benchmarks.common import make_task, scenarios
+    from benchmarks.frameworks import FRAMEWORKS
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+    scenario = scenarios(smoke)[scenario_name]
+    record: dict[str, Any] = {"framework": framework, "scenario": scenario_name, "smoke": smoke}
+    if scenario.device == "cuda" and not torch.cuda.is_available():
+        return {**record, "status": "skipped", "message": "no GPU"}
+    try:
+        adapter = importlib.import_module(FRAMEWORKS[framework].module)
+    except ImportError as exc:
+        return {**record, "status": "unavailable", "message": f"{type(exc).__name__}: {exc}"}
+    record["version"] = adapter.VERSION
+
+    warmup = make_task(scenario, samples=WARMUP_BATCHES * scenario.batch_size)
+    adapter.prepare(replace(warmup, scenario=replace(warmup.scenario, epochs=1)))()
+    del warmup
+
+    task = make_task(scenario)
+    call = adapter.prepare(task)
+    gc.collect()
+    if scenario.device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    output = call()
+    if scenario.device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    _check_output(scenario.kind, output, scenario.samples)
+
+    record.update(
+        status="ok",
+        seconds=seconds,
+        samples=scenario.processed,
+        samples_per_s=scenario.processed / seconds,
+        max_rss_mib=_max_rss_mib(),
+        threads=torch.get_num_threads(),
+    )
+    if scenario.device == "cuda":
+        record["syncs_per_step"] = count_syncs(adapter.prepare, scenario)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--framework", required=True)
+    parser.add_argument("--scenario", required=True)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes")
+    args = parser.parse_args(argv)
+    try:
+        record = measure(args.framework, args.scenario, args.smoke)
+    except Exception as exc:
+        traceback.print_exc()
+        record = {
+            "framework": args.framework,
+            "scenario": args.scenario,
+            "smoke": args.smoke,
+            "status": "error",
+            "message": f"{type(exc).__name__}: {exc}"[:300],
+        }
+    sys.stdout.flush()
+    print(RESULT_PREFIX + json.dumps(record), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
