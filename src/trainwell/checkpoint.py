@@ -20,7 +20,15 @@ from typing import IO, Any, Union
 
 import torch
 
-__all__ = ["atomic_write", "decode_state", "encode_state", "load_state", "load_tensors", "save_state"]
+__all__ = [
+    "atomic_write",
+    "decode_state",
+    "encode_state",
+    "load_state",
+    "load_tensors",
+    "save_state",
+    "save_tensors",
+]
 
 PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
 _STATE_KEY = "trainwell_state"
@@ -118,7 +126,19 @@ def save_state(target: PathOrFile, state: Any) -> None:
     from safetensors.torch import save
 
     skeleton, tensors = encode_state(state)
-    data = save(tensors, metadata={_STATE_KEY: json.dumps(skeleton)})
+    _write(target, save(tensors, metadata={_STATE_KEY: json.dumps(skeleton)}))
+
+
+def save_tensors(target: PathOrFile, tensors: dict[str, torch.Tensor]) -> None:
+    """Saves a flat dict of tensors as a plain safetensors file (any safetensors reader can open it)."""
+    from safetensors.torch import save
+
+    # Copies on the CPU: safetensors refuses tensors that share memory (tied weights).
+    data = save({name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in tensors.items()})
+    _write(target, data)
+
+
+def _write(target: PathOrFile, data: bytes) -> None:
     if isinstance(target, (str, os.PathLike)):
         atomic_write(target, data)
     else:

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from trainwell.callbacks.base import Callback, CallbackList
 from trainwell.callbacks.progress import ProgressionCallback
-from trainwell.checkpoint import PathOrFile, load_state, load_tensors, save_state
+from trainwell.checkpoint import PathOrFile, load_state, load_tensors, save_state, save_tensors
 from trainwell.data import IterableBatches, TensorBatches, dataset_loader
 from trainwell.loop import Loop, LoopState, source_length
 from trainwell.metrics.resolve import check_unique_names, resolve_batch_metrics, resolve_epoch_metrics
@@ -602,7 +602,7 @@ class Model:
     # -- weights and optimizer state ----------------------------------------------------------------------
     def save_weights(self, f: PathOrFile) -> None:
         """Saves the network's weights as safetensors (atomically when ``f`` is a path)."""
-        save_state(f, dict(self.network.state_dict()))
+        save_tensors(f, dict(self.network.state_dict()))
 
     def load_weights(self, f: PathOrFile, strict: bool = True) -> None:
         """Loads weights from safetensors, or from a torch file read with ``weights_only=True``."""
