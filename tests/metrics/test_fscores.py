@@ -163,3 +163,7 @@ def test_errors() -> None:
         metric.update(torch.randn(4), torch.tensor([0, 1, 2, 0]))
     with pytest.raises(ValueError, match=r"average='binary'\) expects logits of shape"):
         FBeta(average="binary").update(torch.randn(4, 3), torch.tensor([0, 1, 1, 0]))
+    out_of_range = F1(average=7)
+    out_of_range.update(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+    with pytest.raises(ValueError, match=r"`average` selects label 7, but the predictions have 3 classes"):
+        out_of_range.compute()

@@ -153,6 +153,10 @@ class FBeta(EpochMetric):
             true_positives, predicted, actual = true_positives[label], predicted[label], actual[label]
         elif self.average != "macro":
             label = int(self.average)
+            if not 0 <= label < counts.shape[0]:
+                raise ValueError(
+                    f"`average` selects label {label}, but the predictions have {counts.shape[0]} classes."
+                )
             true_positives, predicted, actual = true_positives[label], predicted[label], actual[label]
         beta2 = self.beta**2
         scores = {

@@ -75,8 +75,10 @@ class _RegressionMetric(EpochMetric):
         """Returns the epoch value as a float32 scalar tensor (0 before any update)."""
         if "count" not in self._state:
             return torch.zeros(())
-        per_output = self._per_output(self._state["count"].clamp_min(1.0))
-        return per_output.mean().to(torch.float32)
+        count = self._state["count"]
+        value = self._per_output(count.clamp_min(1.0)).mean()
+        # After reset() the sums are zero: report 0 like a fresh metric (R² alone would say 1).
+        return torch.where(count > 0, value, torch.zeros_like(value)).to(torch.float32)
 
     def _per_output(self, count: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
