@@ -2,6 +2,8 @@
 
 ``python -m benchmarks.worker --framework poutyne --scenario A1 [--smoke]``
 
+(Smoke runs pass several scenarios to one process, to stay fast; real measurements never do.)
+
 The measurement: import the adapter, run a short warm-up of the same scenario on a few batches
 (excluded), build a fresh seeded task, time the one training/evaluation/prediction call with
 ``time.perf_counter``, then report samples/s and the process's max RSS. GPU scenarios also count
@@ -29,10 +31,15 @@ PROFILE_BATCHES = 20
 SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
 
 
-def _limit_threads() -> None:
+def limit_threads() -> None:
+    """One intra-op and one inter-op thread, whoever asks (torch, OpenMP, MKL, OpenBLAS)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     os.environ.setdefault("KERAS_BACKEND", "torch")
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
 
 
 def _max_rss_mib() -> float:
@@ -66,15 +73,12 @@ def _check_output(kind: str, output: Any, samples: int) -> None:
 
 
 def measure(framework: str, scenario_name: str, smoke: bool) -> dict[str, Any]:
-    """One measurement, as a JSON-able record."""
-    _limit_threads()
+    """One measurement, as a JSON-able record (call :func:`limit_threads` first)."""
     import torch
 
     from benchmarks.common import make_task, scenarios
     from benchmarks.frameworks import FRAMEWORKS
 
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
     scenario = scenarios(smoke)[scenario_name]
     record: dict[str, Any] = {"framework": framework, "scenario": scenario_name, "smoke": smoke}
     if scenario.device == "cuda" and not torch.cuda.is_available():
@@ -83,7 +87,7 @@ def measure(framework: str, scenario_name: str, smoke: bool) -> dict[str, Any]:
         adapter = importlib.import_module(FRAMEWORKS[framework].module)
     except ImportError as exc:
         return {**record, "status": "unavailable", "message": f"{type(exc).__name__}: {exc}"}
-    record["version"] = adapter.VERSION
+    record.update(version=adapter.VERSION, torch=torch.__version__)
 
     warmup = make_task(scenario, samples=WARMUP_BATCHES * scenario.batch_size)
     adapter.prepare(replace(warmup, scenario=replace(warmup.scenario, epochs=1)))()
@@ -117,22 +121,26 @@ def measure(framework: str, scenario_name: str, smoke: bool) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--framework", required=True)
-    parser.add_argument("--scenario", required=True)
+    parser.add_argument(
+        "--scenario", nargs="+", required=True, help="one (several only for smoke runs: one process for all)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes")
     args = parser.parse_args(argv)
-    try:
-        record = measure(args.framework, args.scenario, args.smoke)
-    except Exception as exc:
-        traceback.print_exc()
-        record = {
-            "framework": args.framework,
-            "scenario": args.scenario,
-            "smoke": args.smoke,
-            "status": "error",
-            "message": f"{type(exc).__name__}: {exc}"[:300],
-        }
-    sys.stdout.flush()
-    print(RESULT_PREFIX + json.dumps(record), flush=True)
+    limit_threads()
+    for scenario in args.scenario:
+        try:
+            record = measure(args.framework, scenario, args.smoke)
+        except Exception as exc:
+            traceback.print_exc()
+            record = {
+                "framework": args.framework,
+                "scenario": scenario,
+                "smoke": args.smoke,
+                "status": "error",
+                "message": f"{type(exc).__name__}: {exc}"[:300],
+            }
+        sys.stdout.flush()
+        print(RESULT_PREFIX + json.dumps(record), flush=True)
     return 0
 
 

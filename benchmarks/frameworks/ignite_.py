@@ -51,7 +51,7 @@ def _predict(task: Task) -> Callable[[], Any]:
         output_transform=lambda x, y, y_pred: y_pred,
     )
     outputs: list[torch.Tensor] = []
-    predictor.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: outputs.append(engine.state.output))
+    predictor.add_event_handler(Events.ITERATION_COMPLETED, lambda eng: outputs.append(eng.state.output))
     loader = task.loader(shuffle=False, with_targets=False)
 
     def run() -> Any:

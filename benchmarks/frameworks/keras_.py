@@ -11,10 +11,10 @@ from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import keras  # noqa: E402
-from keras.layers import TorchModuleWrapper  # noqa: E402
+import keras
+from keras.layers import TorchModuleWrapper
 
-from benchmarks.common import SEED, Task  # noqa: E402
+from benchmarks.common import SEED, Task
 
 if keras.backend.backend() != "torch":
     raise ImportError(f"Keras runs on {keras.backend.backend()!r}, not torch: set KERAS_BACKEND=torch")

@@ -6,10 +6,9 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from trainwell import Model  # an ImportError marks trainwell unavailable (Model not written yet)
-
 from benchmarks.common import Task
 from benchmarks.frameworks._poutyne_api import prepare_with
+from trainwell import Model  # an ImportError marks trainwell unavailable (Model not written yet)
 
 try:
     VERSION = version("trainwell")
