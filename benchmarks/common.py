@@ -38,11 +38,12 @@ class Scenario:
     epochs: int = 1
     device: Literal["cpu", "cuda"] = "cpu"
     description: str = ""
+    repeats: int = 1  # evaluate/predict are short: the timed section calls them this many times
 
     @property
     def processed(self) -> int:
-        """Samples processed by the timed call (the throughput's numerator)."""
-        return self.samples * self.epochs
+        """Samples processed by the timed section (the throughput's numerator)."""
+        return self.samples * self.epochs * self.repeats
 
     @property
     def steps(self) -> int:
@@ -60,8 +61,9 @@ def scenarios(smoke: bool = False) -> dict[str, Scenario]:
     )
     a2 = replace(a1, name="A2", data="loader", description="MLP, DataLoader(shuffle=True)")
     cnn = Scenario("B", "fit", "cnn", "loader", b, 64, 1, description="CNN 1x28x28, DataLoader")
-    ev = Scenario("C-evaluate", "evaluate", "mlp", "tensors", a, 256, description="evaluate(x, y), batch 256")
-    pr = Scenario("C-predict", "predict", "mlp", "tensors", a, 256, description="predict(x), batch 256")
+    repeats = 1 if smoke else 10
+    ev = Scenario("C-evaluate", "evaluate", "mlp", "tensors", a, 256, repeats=repeats, description="evaluate")
+    pr = Scenario("C-predict", "predict", "mlp", "tensors", a, 256, repeats=repeats, description="predict")
     gpu_a1 = replace(a1, name="D-A1", device="cuda", description="A1 on the GPU")
     gpu_b = replace(cnn, name="D-B", device="cuda", description="B on the GPU")
     return {s.name: s for s in (a1, a2, cnn, ev, pr, gpu_a1, gpu_b)}

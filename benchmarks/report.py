@@ -44,13 +44,29 @@ def _ordered(keys: Iterable[str]) -> list[str]:
     return sorted(set(keys), key=lambda k: (order.index(k) if k in order else len(order), k))
 
 
-def throughput(records: list[dict[str, Any]]) -> dict[tuple[str, str], Stat]:
-    """Samples/s per (scenario, framework), from the successful measurements."""
+def throughput(records: list[dict[str, Any]], cpu: bool = False) -> dict[tuple[str, str], Stat]:
+    """Samples/s per (scenario, framework) from the successful measurements, per wall or CPU second."""
     values: dict[tuple[str, str], list[float]] = {}
     for r in records:
-        if r.get("kind", "run") == "run" and r.get("status") == "ok":
-            values.setdefault((r["scenario"], r["framework"]), []).append(r["samples_per_s"])
+        if r.get("kind", "run") == "run" and r.get("status") == "ok" and (not cpu or "cpu_seconds" in r):
+            rate = r["samples"] / r["cpu_seconds"] if cpu else r["samples_per_s"]
+            values.setdefault((r["scenario"], r["framework"]), []).append(rate)
     return {key: Stat.of(v) for key, v in values.items()}
+
+
+def _ratio_table(thr: dict[tuple[str, str], Stat]) -> list[str]:
+    """Scenarios as rows, frameworks as columns, median ratios to the reference as cells."""
+    scenarios = list(dict.fromkeys(s for s, _ in thr))
+    frameworks = _ordered(f for _, f in thr)
+    lines = [
+        "| Scenario | " + " | ".join(_label(f) for f in frameworks) + " |",
+        "|---|" + "---:|" * len(frameworks),
+    ]
+    for s in scenarios:
+        ref = thr.get((s, REFERENCE))
+        cells = [_ratio(thr.get((s, f)), ref) if (s, f) in thr else "–" for f in frameworks]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _field(records: list[dict[str, Any]], scenario: str, framework: str, field: str) -> Stat | None:
@@ -124,24 +140,28 @@ def markdown(payload: dict[str, Any]) -> str:
         + ".",
         "",
         "Throughput is samples/s around the one `fit`/`evaluate`/`predict` call (warm-up excluded), "
-        "each measurement in a fresh process, frameworks interleaved; median over rounds, min–max in "
-        "brackets. **Ratio = median throughput / the hand-written loop's median (higher is better).**",
+        "each measurement in a fresh process, frameworks interleaved; median and min–max over rounds. "
+        "**Ratio = median throughput / the hand-written loop's median (higher is better).**",
         "",
         "## Ratio to the hand-written loop",
         "",
-        "| Scenario | " + " | ".join(_label(f) for f in frameworks) + " |",
-        "|---|" + "---:|" * len(frameworks),
-    ]
-    for s in scenarios:
-        ref = thr.get((s, REFERENCE))
-        cells = [_ratio(thr.get((s, f)), ref) if (s, f) in thr else "–" for f in frameworks]
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    lines += [
+        *_ratio_table(thr),
         "",
+    ]
+    cpu_thr = throughput(records, cpu=True)
+    if cpu_thr:
+        lines += [
+            "The same per second of process CPU time instead of wall time: less sensitive to other "
+            "processes on a busy machine (the CPU share column below shows how busy it was).",
+            "",
+            *_ratio_table(cpu_thr),
+            "",
+        ]
+    lines += [
         "## Details",
         "",
-        "| Scenario | Framework | samples/s (median) | min–max | ratio | peak RSS MiB | runs |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| Scenario | Framework | samples/s (median) | min–max | ratio | CPU share | peak RSS MiB | runs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     has_syncs = False
     for s in scenarios:
@@ -151,15 +171,17 @@ def markdown(payload: dict[str, Any]) -> str:
             if stat is None:
                 continue
             rss = _field(records, s, f, "max_rss_mib")
+            share = _field(records, s, f, "cpu_share")
             note = " ¹" if LOADER_ONLY.get(f) == s else ""
             lines.append(
                 f"| {s} | {_label(f)}{note} | {_fmt(stat.median)} | {_fmt(stat.low)}–{_fmt(stat.high)} | "
-                f"{_ratio(stat, ref)} | {rss.median:.0f} | {stat.n} |"
-                if rss
-                else f"| {s} | {_label(f)}{note} | {_fmt(stat.median)} | – | – | – | {stat.n} |"
+                f"{_ratio(stat, ref)} | {f'{share.median:.2f}' if share else '–'} | "
+                f"{f'{rss.median:.0f}' if rss else '–'} | {stat.n} |"
             )
             has_syncs = has_syncs or _field(records, s, f, "syncs_per_step") is not None
-    lines += ["", "¹ no in-memory `fit(x, y)`: the same tensors through a shuffled `DataLoader`.", ""]
+    if any(key in thr for key in ((s, f) for f, s in LOADER_ONLY.items())):
+        lines += ["", "¹ no in-memory `fit(x, y)`: the same tensors through a shuffled `DataLoader`."]
+    lines.append("")
     if has_syncs:
         lines += [
             "## Host-device syncs per step (GPU, torch profiler)",
@@ -241,7 +263,7 @@ def chart(payload: dict[str, Any], path: Path) -> bool:
         ax_imp.bar(range(len(names)), [imports[k].median / base for k in names], color="gray")
         ax_imp.set_xticks(range(len(names)), [k if k == "torch" else _label(k) for k in names], rotation=45)
         ax_imp.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-    ax_imp.set_title("Import time / import torch (lower is better)")
+    ax_imp.set_title("Import time / `import torch`\n(lower is better)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -47,13 +47,14 @@ def _max_rss_mib() -> float:
 
 
 def count_syncs(prepare: Any, scenario: Any) -> float:
-    """Host-device syncs per step over a short profiled run (a fresh task, not the timed one)."""
+    """Host-device syncs per step over a short profiled training run (a fresh task, not the timed one)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from benchmarks.common import make_task
 
-    short = replace(scenario, epochs=1, samples=min(scenario.samples, PROFILE_BATCHES * scenario.batch_size))
+    samples = min(scenario.samples, PROFILE_BATCHES * scenario.batch_size)
+    short = replace(scenario, epochs=1, repeats=1, samples=samples)
     call = prepare(make_task(short))
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         call()
@@ -98,16 +99,19 @@ def measure(framework: str, scenario_name: str, smoke: bool) -> dict[str, Any]:
     gc.collect()
     if scenario.device == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
-    output = call()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for _ in range(scenario.repeats):
+        output = call()
     if scenario.device == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     _check_output(scenario.kind, output, scenario.samples)
 
     record.update(
         status="ok",
         seconds=seconds,
+        cpu_seconds=cpu_seconds,
+        cpu_share=cpu_seconds / seconds,  # below 1: other processes took the CPU from this one
         samples=scenario.processed,
         samples_per_s=scenario.processed / seconds,
         max_rss_mib=_max_rss_mib(),
