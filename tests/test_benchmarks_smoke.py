@@ -50,9 +50,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]
 
 
 @pytest.mark.parametrize("framework", ["handwritten", "trainwell"])
-def test_every_scenario_measured_with_positive_numbers(
-    smoke_run: tuple[Path, list[str]], framework: str
-) -> None:
+def test_every_scenario_measured_with_positive_numbers(smoke_run: tuple[Path, list[str]], framework: str) -> None:
     out, frameworks = smoke_run
     if framework not in frameworks:
         pytest.skip("trainwell.Model does not exist yet")

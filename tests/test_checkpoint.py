@@ -81,7 +81,13 @@ def test_a_pickle_payload_is_never_executed(tmp_path, monkeypatch):
 
 
 def test_nested_state_keeps_types(tmp_path):
-    state = {"step": 3, "ids": {0: torch.ones(2), 1: None}, "betas": (0.9, 0.99), "name": "x", "flags": [True, 1.5]}
+    state = {
+        "step": 3,
+        "ids": {0: torch.ones(2), 1: None},
+        "betas": (0.9, 0.99),
+        "name": "x",
+        "flags": [True, 1.5],
+    }
     save_state(tmp_path / "s", state)
     loaded = load_state(tmp_path / "s")
     assert loaded["betas"] == (0.9, 0.99) and set(loaded["ids"]) == {0, 1}

@@ -91,7 +91,9 @@ def test_iterable_without_len_has_no_len():
 
 
 def test_dataset_loader_kwargs_override_defaults():
-    loader = dataset_loader(TensorDataset(torch.zeros(10)), batch_size=2, shuffle=True, dataloader_kwargs={"batch_size": 5})
+    loader = dataset_loader(
+        TensorDataset(torch.zeros(10)), batch_size=2, shuffle=True, dataloader_kwargs={"batch_size": 5}
+    )
     assert loader.batch_size == 5
 
 

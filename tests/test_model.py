@@ -27,7 +27,16 @@ def test_fit_history_keys_and_order(data):
     model = _model(batch_metrics=["accuracy"], epoch_metrics=["f1"])
     history = model.fit(x, y, validation_data=(x, y), epochs=2, batch_size=16, verbose=False)
     assert [entry["epoch"] for entry in history] == [1, 2]
-    assert list(history[0]) == ["epoch", "time", "loss", "acc", "fscore_macro", "val_loss", "val_acc", "val_fscore_macro"]
+    assert list(history[0]) == [
+        "epoch",
+        "time",
+        "loss",
+        "acc",
+        "fscore_macro",
+        "val_loss",
+        "val_acc",
+        "val_fscore_macro",
+    ]
     assert all(isinstance(value, float) for key, value in history[0].items() if key != "epoch")
 
 
@@ -41,7 +50,9 @@ def test_evaluate_return_formats(data):
     assert list(logs) == ["time", "test_loss", "test_acc", "test_fscore_macro"]
     assert logs["test_loss"] == pytest.approx(loss) and logs["test_acc"] == pytest.approx(metrics[0])
 
-    logs, pred, true = model.evaluate(x, y, verbose=False, return_dict_format=True, return_pred=True, return_ground_truth=True)
+    logs, pred, true = model.evaluate(
+        x, y, verbose=False, return_dict_format=True, return_pred=True, return_ground_truth=True
+    )
     assert pred.shape == (60, 3) and np.array_equal(true, y.numpy())
 
     single = _model(batch_metrics=["accuracy"])
@@ -62,8 +73,13 @@ def test_generator_returns_can_stay_per_batch_tensors(data):
     x, y = data
     model = _model()
     batches = [(x[i : i + 20], y[i : i + 20]) for i in range(0, 60, 20)]
-    loss, pred, true = model.evaluate_generator(
-        batches, return_pred=True, return_ground_truth=True, concatenate_returns=False, convert_to_numpy=False, verbose=False
+    _, pred, true = model.evaluate_generator(
+        batches,
+        return_pred=True,
+        return_ground_truth=True,
+        concatenate_returns=False,
+        convert_to_numpy=False,
+        verbose=False,
     )
     assert isinstance(pred, list) and len(pred) == 3 and isinstance(pred[0], torch.Tensor)
     assert torch.equal(torch.cat(true), y)
@@ -74,9 +90,16 @@ def test_predict_variants_agree(data):
     model = _model()
     from_tensor = model.predict(x, batch_size=7, verbose=False)
     from_numpy = model.predict(x.numpy(), verbose=False)
-    from_dataset = model.predict_dataset(TensorDataset(x), verbose=False, dataloader_kwargs={"collate_fn": lambda s: torch.stack([i[0] for i in s])})
+    from_dataset = model.predict_dataset(
+        TensorDataset(x),
+        verbose=False,
+        dataloader_kwargs={"collate_fn": lambda s: torch.stack([i[0] for i in s])},
+    )
     from_generator, truth = model.predict_generator(
-        DataLoader(TensorDataset(x, y), batch_size=9), has_ground_truth=True, return_ground_truth=True, verbose=False
+        DataLoader(TensorDataset(x, y), batch_size=9),
+        has_ground_truth=True,
+        return_ground_truth=True,
+        verbose=False,
     )
     for other in (from_numpy, from_dataset, from_generator):
         np.testing.assert_allclose(other, from_tensor, atol=1e-6)
@@ -183,7 +206,13 @@ def test_train_and_evaluate_on_batch(data):
 
 
 def test_metrics_names_and_name_resolution():
-    model = Model(nn.Linear(4, 3), "Adam", "CrossEntropyLoss", batch_metrics=["accuracy", "top2", "cross_entropy"], epoch_metrics=["f1"])
+    model = Model(
+        nn.Linear(4, 3),
+        "Adam",
+        "CrossEntropyLoss",
+        batch_metrics=["accuracy", "top2", "cross_entropy"],
+        epoch_metrics=["f1"],
+    )
     assert model.metrics_names == ["acc", "top2", "cross_entropy", "fscore_macro"]
     assert isinstance(model.optimizer, torch.optim.Adam)
 
@@ -191,17 +220,49 @@ def test_metrics_names_and_name_resolution():
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda m, x, y: m.fit(x, y, batch_size=0, verbose=False), ValueError, r"`batch_size` must be a positive int. Received: batch_size=0"),
-        (lambda m, x, y: m.fit(x, y, batch_size=2.5, verbose=False), TypeError, r"`batch_size` must be a positive int. Received: batch_size=2.5 \(type float\)"),
+        (
+            lambda m, x, y: m.fit(x, y, batch_size=0, verbose=False),
+            ValueError,
+            r"`batch_size` must be a positive int. Received: batch_size=0",
+        ),
+        (
+            lambda m, x, y: m.fit(x, y, batch_size=2.5, verbose=False),
+            TypeError,
+            r"`batch_size` must be a positive int. Received: batch_size=2.5 \(type float\)",
+        ),
         (lambda m, x, y: m.fit(x, y[:10], verbose=False), ValueError, "Received: x has 60 samples, y has 10"),
-        (lambda m, x, y: m.fit(x, y.float(), epochs=1, verbose=False), TypeError, r"needs integer class indices.*y.long\(\)"),
-        (lambda m, x, y: m.fit(x, y + 5, epochs=1, verbose=False), ValueError, r"must lie in \[0, 2\].*from 5 to 7"),
-        (lambda m, x, y: m.evaluate(x, y - 1, verbose=False), ValueError, r"must lie in \[0, 2\].*from -1 to 1"),
+        (
+            lambda m, x, y: m.fit(x, y.float(), epochs=1, verbose=False),
+            TypeError,
+            r"needs integer class indices.*y.long\(\)",
+        ),
+        (
+            lambda m, x, y: m.fit(x, y + 5, epochs=1, verbose=False),
+            ValueError,
+            r"must lie in \[0, 2\].*from 5 to 7",
+        ),
+        (
+            lambda m, x, y: m.evaluate(x, y - 1, verbose=False),
+            ValueError,
+            r"must lie in \[0, 2\].*from -1 to 1",
+        ),
         (lambda m, x, y: m.fit(x[:0], y[:0], verbose=False), ValueError, "is empty"),
-        (lambda m, x, y: m.fit_generator((b for b in [(x, y)]), epochs=2, verbose=False), ValueError, "has no len.*steps_per_epoch=N"),
-        (lambda m, x, y: m.fit(x, y, validation_data=(x,), verbose=False), ValueError, r"`validation_data` must be a pair"),
+        (
+            lambda m, x, y: m.fit_generator((b for b in [(x, y)]), epochs=2, verbose=False),
+            ValueError,
+            "has no len.*steps_per_epoch=N",
+        ),
+        (
+            lambda m, x, y: m.fit(x, y, validation_data=(x,), verbose=False),
+            ValueError,
+            r"`validation_data` must be a pair",
+        ),
         (lambda m, x, y: m.fit(x, y, epochs=0, verbose=False), ValueError, "`epochs` must be a positive int"),
-        (lambda m, x, y: m.fit(x, y, callbacks=print, verbose=False), TypeError, "`callbacks` must be a list"),
+        (
+            lambda m, x, y: m.fit(x, y, callbacks=print, verbose=False),
+            TypeError,
+            "`callbacks` must be a list",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_error(data, call, error, match):

@@ -110,16 +110,12 @@ def test_unknown_name_in_dict_form_suggests_close_matches():
 
 
 def test_dict_without_optim_key_raises():
-    with pytest.raises(
-        ValueError, match=r"must name the optimizer under the 'optim' key\. Received: optimizer=\{'lr'"
-    ):
+    with pytest.raises(ValueError, match=r"must name the optimizer under the 'optim' key\. Received: optimizer=\{'lr'"):
         resolve_optimizer({"lr": 0.1}, nn.Linear(2, 1))
 
 
 def test_dict_with_non_string_optim_raises():
-    with pytest.raises(
-        TypeError, match=r"`optimizer\['optim'\]` must be an optimizer name \(str\)\. .*type int"
-    ):
+    with pytest.raises(TypeError, match=r"`optimizer\['optim'\]` must be an optimizer name \(str\)\. .*type int"):
         resolve_optimizer({"optim": 3}, nn.Linear(2, 1))
 
 
@@ -129,9 +125,7 @@ def test_unknown_keyword_argument_names_key_and_optimizer():
 
 
 def test_invalid_keyword_value_is_reported_with_the_spec():
-    with pytest.raises(
-        ValueError, match=r"Could not build optimizer 'adam' from `optimizer`: .*learning rate"
-    ):
+    with pytest.raises(ValueError, match=r"Could not build optimizer 'adam' from `optimizer`: .*learning rate"):
         resolve_optimizer({"optim": "adam", "lr": -1.0}, nn.Linear(2, 1))
 
 
@@ -141,9 +135,7 @@ def test_wrong_type_raises_type_error():
 
 
 def test_network_must_be_a_module():
-    with pytest.raises(
-        TypeError, match=r"`network` must be a torch.nn.Module\. Received: network='x' \(type str\)"
-    ):
+    with pytest.raises(TypeError, match=r"`network` must be a torch.nn.Module\. Received: network='x' \(type str\)"):
         resolve_optimizer("adam", "x")
 
 
@@ -289,8 +281,7 @@ def test_loss_name_of_callables():
 def test_unknown_name_error_without_close_match_lists_valid_names():
     error = unknown_name_error("optimizer", "optimizer", "zzzz", ["sgd", "adam"])
     assert (
-        str(error)
-        == "Unknown optimizer name for `optimizer`. Received: optimizer='zzzz'. Valid names: 'adam', 'sgd'."
+        str(error) == "Unknown optimizer name for `optimizer`. Received: optimizer='zzzz'. Valid names: 'adam', 'sgd'."
     )
 
 

@@ -97,9 +97,7 @@ class TensorBatches:
     (3, [2, 2, 1])
     """
 
-    def __init__(
-        self, x: Any, y: Any = None, *, batch_size: int, shuffle: bool, x_name: str = "x"
-    ) -> None:
+    def __init__(self, x: Any, y: Any = None, *, batch_size: int, shuffle: bool, x_name: str = "x") -> None:
         x, y = numpy_to_torch(x), numpy_to_torch(y)
         self._has_y = y is not None
         data = (x, y) if self._has_y else x

@@ -42,8 +42,7 @@ def unknown_name_error(kind: str, argument: str, received: str, valid: Iterable[
     hint = f" Did you mean {', '.join(repr(name) for name in close)}?" if close else ""
     listing = ", ".join(repr(name) for name in valid)
     return ValueError(
-        f"Unknown {kind} name for `{argument}`. Received: {argument}={received!r}.{hint} "
-        f"Valid names: {listing}."
+        f"Unknown {kind} name for `{argument}`. Received: {argument}={received!r}.{hint} Valid names: {listing}."
     )
 
 
@@ -128,9 +127,7 @@ def resolve_optimizer(spec: OptimizerSpec, network: nn.Module) -> torch.optim.Op
     )
 
 
-def _build_optimizer(
-    name: str, kwargs: dict[str, Any], network: nn.Module, spec: object
-) -> torch.optim.Optimizer:
+def _build_optimizer(name: str, kwargs: dict[str, Any], network: nn.Module, spec: object) -> torch.optim.Optimizer:
     key = name.lower()
     if key not in _OPTIMIZERS:
         raise unknown_name_error("optimizer", "optimizer", name, OPTIMIZER_NAMES)
@@ -174,9 +171,7 @@ def _check_keyword_arguments(
 def _check_owns_parameters(optimizer: torch.optim.Optimizer, network: nn.Module) -> None:
     # An optimizer built over another network's parameters trains silently nothing: catch it up front.
     owned = {id(param) for param in network.parameters()}
-    foreign = sum(
-        1 for group in optimizer.param_groups for param in group["params"] if id(param) not in owned
-    )
+    foreign = sum(1 for group in optimizer.param_groups for param in group["params"] if id(param) not in owned)
     if foreign:
         raise ValueError(
             f"`optimizer` holds {foreign} parameter(s) that do not belong to `network`, so training would "
@@ -224,8 +219,7 @@ def _normalize(name: str) -> str:
 
 
 _LOSS_KEYS: dict[str, str] = {
-    _normalize(name): canonical
-    for name, canonical in [*((name, name) for name in LOSS_NAMES), *LOSS_ALIASES.items()]
+    _normalize(name): canonical for name, canonical in [*((name, name) for name in LOSS_NAMES), *LOSS_ALIASES.items()]
 }
 
 

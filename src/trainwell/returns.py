@@ -31,8 +31,10 @@ def _as_tensors(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return torch.from_numpy(obj)
     if isinstance(obj, (tuple, list)):
-        return type(obj)(_as_tensors(item) for item in obj) if isinstance(obj, list) else tuple(
-            _as_tensors(item) for item in obj
+        return (
+            type(obj)(_as_tensors(item) for item in obj)
+            if isinstance(obj, list)
+            else tuple(_as_tensors(item) for item in obj)
         )
     if isinstance(obj, dict):
         return {key: _as_tensors(value) for key, value in obj.items()}

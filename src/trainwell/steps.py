@@ -40,9 +40,9 @@ def split_batch(batch: Any, argument: str = "generator") -> tuple[Any, Any]:
     """
     if isinstance(batch, (tuple, list)) and len(batch) == 2:
         return batch[0], batch[1]
-    kind = f"{type(batch).__name__} of length {len(batch)}" if isinstance(batch, (tuple, list)) else type(
-        batch
-    ).__name__
+    kind = (
+        f"{type(batch).__name__} of length {len(batch)}" if isinstance(batch, (tuple, list)) else type(batch).__name__
+    )
     raise ValueError(
         f"Each batch of `{argument}` must be a pair (x, y). Received a {kind}. Yield (inputs, targets); "
         "several inputs go in a tuple: ((x1, x2), y)."
@@ -160,4 +160,3 @@ class Steps:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`."""
         self.examples_in_step = int(state["examples_in_step"])
-

@@ -88,7 +88,10 @@ class MetricTracker:
     """
 
     def __init__(
-        self, batch_metrics: Sequence[BatchMetric], epoch_metrics: Sequence[EpochMetric], with_loss: bool = True
+        self,
+        batch_metrics: Sequence[BatchMetric],
+        epoch_metrics: Sequence[EpochMetric],
+        with_loss: bool = True,
     ) -> None:
         self.batch_metrics = list(batch_metrics)
         self.epoch_metrics = list(epoch_metrics)

@@ -23,8 +23,7 @@ def check_positive_int(value: Any, argument: str, allow_none: bool = False) -> N
     if not isinstance(value, int) or isinstance(value, bool):
         none = " or None" if allow_none else ""
         raise TypeError(
-            f"`{argument}` must be a positive int{none}. "
-            f"Received: {argument}={value!r} (type {type(value).__name__})."
+            f"`{argument}` must be a positive int{none}. Received: {argument}={value!r} (type {type(value).__name__})."
         )
     if value <= 0:
         raise ValueError(f"`{argument}` must be a positive int. Received: {argument}={value} (type int).")

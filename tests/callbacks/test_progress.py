@@ -8,7 +8,7 @@ import textwrap
 import torch
 from torch import nn
 
-from trainwell import Model, ProgressionCallback
+from trainwell import Model
 
 
 def _fit(**kwargs):

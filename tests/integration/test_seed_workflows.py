@@ -27,9 +27,9 @@ def test_overview_workflow(digits):
     """poutyne-overview-short.md: Model(network, "sgd", "cross_entropy", ...), fit on arrays, evaluate."""
     images, labels = digits
     set_seeds(0)
-    X_train, y_train = images[:1200].reshape(1200, -1), labels[:1200]
-    X_val, y_val = images[1200:1500].reshape(300, -1), labels[1200:1500]
-    X_test, y_test = images[1500:].reshape(-1, 64), labels[1500:]
+    x_train, y_train = images[:1200].reshape(1200, -1), labels[:1200]
+    x_val, y_val = images[1200:1500].reshape(300, -1), labels[1200:1500]
+    x_test, y_test = images[1500:].reshape(-1, 64), labels[1500:]
     network = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
 
     model = Model(
@@ -40,8 +40,8 @@ def test_overview_workflow(digits):
         epoch_metrics=["f1"],
         device="cpu",
     )
-    model.fit(X_train, y_train, validation_data=(X_val, y_val), epochs=40, batch_size=64, verbose=False)
-    results = model.evaluate(X_test, y_test, batch_size=128, verbose=False)
+    model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=40, batch_size=64, verbose=False)
+    results = model.evaluate(x_test, y_test, batch_size=128, verbose=False)
 
     loss, (acc, f1) = results
     assert loss < 2.0 and acc > 50 and f1 > 0.4  # sgd at its default lr=0.01 learns slowly

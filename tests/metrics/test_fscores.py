@@ -72,9 +72,7 @@ def test_binary_matches_sklearn(shape: str, pos_label: int) -> None:
     for metric_name in ("fscore", "precision", "recall"):
         metric = FBeta(metric=metric_name, average="binary", pos_label=pos_label, beta=2.0)
         update_all(metric, y_pred, y_true.float())
-        expected = sklearn_value(
-            metric_name, y_true.numpy(), pred, 2.0, average="binary", pos_label=pos_label
-        )
+        expected = sklearn_value(metric_name, y_true.numpy(), pred, 2.0, average="binary", pos_label=pos_label)
         assert metric.compute().item() == pytest.approx(expected, abs=1e-6)
 
 

@@ -153,9 +153,7 @@ def test_wrong_types_name_the_argument() -> None:
         resolve_batch_metrics([3])
     with pytest.raises(TypeError, match=r"EpochMetric objects belong in `epoch_metrics`"):
         resolve_batch_metrics([F1()])
-    with pytest.raises(
-        TypeError, match=r"Received: <class .*F1'> \(type ABCMeta\)\. Pass an instance: F1\(\)"
-    ):
+    with pytest.raises(TypeError, match=r"Received: <class .*F1'> \(type ABCMeta\)\. Pass an instance: F1\(\)"):
         resolve_epoch_metrics([F1])
     with pytest.raises(TypeError, match=r"Per-batch functions belong in `batch_metrics`"):
         resolve_epoch_metrics([lambda y_pred, y_true: y_pred])
@@ -173,9 +171,7 @@ def test_pair_name_count_must_match() -> None:
 
 
 def test_duplicate_keys_are_rejected() -> None:
-    with pytest.raises(
-        ValueError, match=r"same key 'acc' \(batch metric and batch metric\).*\('acc_2', metric\)"
-    ):
+    with pytest.raises(ValueError, match=r"same key 'acc' \(batch metric and batch metric\).*\('acc_2', metric\)"):
         resolve_batch_metrics(["acc", "accuracy"])
     with pytest.raises(ValueError, match=r"same key 'fscore_macro' \(epoch metric and epoch metric\)"):
         resolve_epoch_metrics(["f1", "fscore"])

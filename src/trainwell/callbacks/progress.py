@@ -132,7 +132,8 @@ class ProgressionCallback(Callback):
         self._stop_bar()
         elapsed = time.perf_counter() - self._epoch_started
         self._print(
-            f"Epoch {epoch_number}/{self.params.get('epochs', '?')} {elapsed:.2f}s {format_logs(logs)}", "green"
+            f"Epoch {epoch_number}/{self.params.get('epochs', '?')} {elapsed:.2f}s {format_logs(logs)}",
+            "green",
         )
 
     def on_train_end(self, logs: Mapping[str, Any]) -> None:  # noqa: D102

@@ -170,9 +170,7 @@ class TorchMetricsBatchMetric(BatchMetric):
                 f"torchmetrics Metric. Received: metric={metric!r} (type {type(metric).__name__})."
             )
         default = snake_case(type(metric).__name__)
-        super().__init__(
-            metric, default if names is None else names, getattr(metric, "higher_is_better", None)
-        )
+        super().__init__(metric, default if names is None else names, getattr(metric, "higher_is_better", None))
 
     def __call__(self, y_pred: Any, y_true: Any) -> torch.Tensor:
         """Returns the metric's value on this batch alone."""

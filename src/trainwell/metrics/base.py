@@ -90,14 +90,13 @@ class BatchMetric:
     tensor(1.)
     """
 
-    def __init__(
-        self, fn: Any, names: Sequence[str], higher_is_better: bool | None = None
-    ) -> None:
+    def __init__(self, fn: Any, names: Sequence[str], higher_is_better: bool | None = None) -> None:
         self.fn = fn
         self.names = check_names(names, "names")
         self.higher_is_better = higher_is_better
 
     def __call__(self, y_pred: Any, y_true: Any) -> torch.Tensor:
+        """The metric's value on one batch, on the device."""
         return self.fn(y_pred, y_true)
 
     def to(self, device: torch.device | str) -> BatchMetric:
@@ -121,7 +120,6 @@ def check_names(names: Sequence[str], argument: str) -> tuple[str, ...]:
     result = tuple(names)
     if not result or not all(isinstance(name, str) and name for name in result):
         raise TypeError(
-            f"`{argument}` must be a non-empty string or sequence of non-empty strings. "
-            f"Received: {argument}={names!r}."
+            f"`{argument}` must be a non-empty string or sequence of non-empty strings. Received: {argument}={names!r}."
         )
     return result

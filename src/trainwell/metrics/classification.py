@@ -75,9 +75,7 @@ def binary_accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, threshold: float
     return hits.to(torch.float32).mean() * 100.0
 
 
-def topk_accuracy(
-    y_pred: torch.Tensor, y_true: torch.Tensor, k: int = 5, ignore_index: int = -100
-) -> torch.Tensor:
+def topk_accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, k: int = 5, ignore_index: int = -100) -> torch.Tensor:
     """Percentage of targets whose class is among the ``k`` highest scores.
 
     Args:

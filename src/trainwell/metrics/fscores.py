@@ -61,21 +61,16 @@ class FBeta(EpochMetric):
     ) -> None:
         super().__init__()
         if metric is not None and metric not in _METRICS:
-            raise ValueError(
-                f"`metric` must be 'fscore', 'precision', 'recall' or None. Received: metric={metric!r}."
-            )
+            raise ValueError(f"`metric` must be 'fscore', 'precision', 'recall' or None. Received: metric={metric!r}.")
         is_label = isinstance(average, int) and not isinstance(average, bool)
         if not is_label and average not in _AVERAGES:
             raise ValueError(
-                "`average` must be 'macro', 'micro', 'binary' or an int label. "
-                f"Received: average={average!r}."
+                f"`average` must be 'macro', 'micro', 'binary' or an int label. Received: average={average!r}."
             )
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
             raise ValueError(f"`beta` must be a non-negative number. Received: beta={beta!r}.")
         if average == "binary" and pos_label not in (0, 1):
-            raise ValueError(
-                f"`pos_label` must be 0 or 1 with average='binary'. Received: pos_label={pos_label!r}."
-            )
+            raise ValueError(f"`pos_label` must be 0 or 1 with average='binary'. Received: pos_label={pos_label!r}.")
         self.metrics: tuple[str, ...] = _METRICS if metric is None else (metric,)
         self.average = average
         self.beta = float(beta)

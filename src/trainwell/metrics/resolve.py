@@ -68,8 +68,7 @@ _ACCEPTED_BATCH = (
     "a callable f(y_pred, y_true), a loss module, a BatchMetric or a torchmetrics object"
 )
 _ACCEPTED_EPOCH = (
-    "a metric name such as 'f1' or 'r2', a (name, metric) pair, an EpochMetric instance "
-    "or a torchmetrics object"
+    "a metric name such as 'f1' or 'r2', a (name, metric) pair, an EpochMetric instance or a torchmetrics object"
 )
 
 
@@ -112,9 +111,7 @@ def _one_batch_metric(spec: Any, argument: str) -> BatchMetric:
         return _batch_from_name(spec, argument)
     if isinstance(spec, (EpochMetric, type)):
         hint = " EpochMetric objects belong in `epoch_metrics`." if isinstance(spec, EpochMetric) else ""
-        raise TypeError(
-            f"Each item of `{argument}` must be {_ACCEPTED_BATCH}. Received: {_describe(spec)}.{hint}"
-        )
+        raise TypeError(f"Each item of `{argument}` must be {_ACCEPTED_BATCH}. Received: {_describe(spec)}.{hint}")
     if is_torchmetrics_like(spec) and callable(spec):
         return TorchMetricsBatchMetric(spec)
     if callable(spec):
@@ -141,9 +138,7 @@ def _one_epoch_metric(spec: Any, argument: str) -> EpochMetric:
         hint = f" Pass an instance: {spec.__name__}()."
     elif isinstance(spec, BatchMetric) or callable(spec):
         hint = " Per-batch functions belong in `batch_metrics`."
-    raise TypeError(
-        f"Each item of `{argument}` must be {_ACCEPTED_EPOCH}. Received: {_describe(spec)}.{hint}"
-    )
+    raise TypeError(f"Each item of `{argument}` must be {_ACCEPTED_EPOCH}. Received: {_describe(spec)}.{hint}")
 
 
 def _split_pair(spec: Any, argument: str) -> tuple[tuple[str, ...] | None, Any]:

@@ -49,17 +49,14 @@ class SKLearnMetrics(EpochMetric):
         self.funcs = [funcs] if callable(funcs) else list(funcs)
         if not self.funcs or not all(callable(func) for func in self.funcs):
             raise TypeError(
-                "`funcs` must be a function f(y_true, y_pred) or a non-empty list of them. "
-                f"Received: funcs={funcs!r}."
+                f"`funcs` must be a function f(y_true, y_pred) or a non-empty list of them. Received: funcs={funcs!r}."
             )
         self.kwargs = self._check_kwargs(kwargs)
         if names is None:
             names = [getattr(func, "__name__", type(func).__name__) for func in self.funcs]
         self.names = check_names(names, "names")
         if len(self.names) != len(self.funcs):
-            raise ValueError(
-                f"`names` must give one name per function ({len(self.funcs)}). Received: names={names!r}."
-            )
+            raise ValueError(f"`names` must give one name per function ({len(self.funcs)}). Received: names={names!r}.")
         self._batches: dict[str, list[torch.Tensor]] = {key: [] for key in _KEYS}
 
     def _check_kwargs(self, kwargs: Any) -> list[dict[str, Any]]:
