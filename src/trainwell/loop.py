@@ -150,10 +150,7 @@ class Loop:
                 values = tracker.update(result.loss, result.y_pred, result.y_true, result.size)
                 state.global_step += 1
                 if end:
-                    base = {"batch": batch_number, "size": result.size, "time": time.perf_counter() - started}
-                    logs = BatchLogs(base, tracker.batch_names, values)
-                    for method in end:
-                        method(batch_number, logs)
+                    _call_batch_end(end, batch_number, result.size, started, tracker, values)
                 if self.owner.stop_training:
                     break
             if pending:
@@ -196,10 +193,7 @@ class Loop:
                 if collect is not None:
                     collect.append((result.y_pred, result.y_true))
                 if end:
-                    base = {"batch": batch_number, "size": result.size, "time": time.perf_counter() - started}
-                    logs = BatchLogs(base, tracker.batch_names, values)
-                    for method in end:
-                        method(batch_number, logs)
+                    _call_batch_end(end, batch_number, result.size, started, tracker, values)
         if batch_number == 0:
             raise ValueError(f"The {phase} data produced no batch: check that it is not empty.")
         return tracker.compute()
@@ -231,6 +225,16 @@ class Loop:
                 for method in end:
                     method(batch_number, {"batch": batch_number, "time": time.perf_counter() - started})
         return predictions, truths
+
+
+def _call_batch_end(
+    listeners: list[Any], batch_number: int, size: int, started: float, tracker: MetricTracker, values: list[Any]
+) -> None:
+    # Lazy logs: the batch's tensors reach the host only if a listener reads them.
+    base = {"batch": batch_number, "size": size, "time": time.perf_counter() - started}
+    logs = BatchLogs(base, tracker.batch_names, values)
+    for method in listeners:
+        method(batch_number, logs)
 
 
 def concatenate(parts: list[Any]) -> Any:
