@@ -232,7 +232,7 @@ def _call_batch_end(
 ) -> None:
     # Lazy logs: the batch's tensors reach the host only if a listener reads them.
     base = {"batch": batch_number, "size": size, "time": time.perf_counter() - started}
-    logs = BatchLogs(base, tracker.batch_names, values)
+    logs = BatchLogs(base, tracker, values)
     for method in listeners:
         method(batch_number, logs)
 

@@ -42,15 +42,15 @@ class BatchLogs(Mapping[str, Any]):
     Behaves as a read-only dict of floats (``logs['loss']``, ``dict(logs)``, ``{**logs}``).
     """
 
-    def __init__(self, base: dict[str, Any], names: Sequence[Sequence[str]], values: Sequence[torch.Tensor]):
+    def __init__(self, base: dict[str, Any], tracker: MetricTracker, values: Sequence[torch.Tensor]):
         self._base = base
-        self._names = names
+        self._tracker = tracker
         self._values = values
         self._resolved: dict[str, Any] | None = None
 
     def _data(self) -> dict[str, Any]:
         if self._resolved is None:
-            self._resolved = {**self._base, **_expand(self._names, self._values)}
+            self._resolved = {**self._base, **self._tracker.batch_logs(self._values)}
         return self._resolved
 
     def __getitem__(self, key: str) -> Any:
@@ -88,16 +88,19 @@ class MetricTracker:
     """
 
     def __init__(
-        self,
-        batch_metrics: Sequence[BatchMetric],
-        epoch_metrics: Sequence[EpochMetric],
-        with_loss: bool = True,
+        self, batch_metrics: Sequence[BatchMetric], epoch_metrics: Sequence[EpochMetric], with_loss: bool = True
     ) -> None:
         self.batch_metrics = list(batch_metrics)
         self.epoch_metrics = list(epoch_metrics)
         self.with_loss = with_loss
         self.batch_names: list[tuple[str, ...]] = ([("loss",)] if with_loss else []) + [
             metric.names for metric in self.batch_metrics
+        ]
+        # Per tracked value (loss first): the function producing it, and the scale of a counts metric
+        # (None for a batch mean, which is summed weighted by batch size).
+        self._producers = [metric.counts or metric for metric in self.batch_metrics]
+        self._scales: list[float | None] = ([None] if with_loss else []) + [
+            metric.scale if metric.counts is not None else None for metric in self.batch_metrics
         ]
         self.count = 0
         self._sums: list[torch.Tensor] | None = None
@@ -111,29 +114,45 @@ class MetricTracker:
 
     @torch.no_grad()
     def update(self, loss: torch.Tensor | None, y_pred: Any, y_true: Any, size: int) -> list[torch.Tensor]:
-        """Adds one batch; returns the batch's values (loss first), still on the device."""
+        """Adds one batch; returns the batch's raw values (loss first), still on the device."""
         values = [loss] if self.with_loss and loss is not None else []
-        values.extend(metric(y_pred, y_true) for metric in self.batch_metrics)
+        values.extend(produce(y_pred, y_true) for produce in self._producers)
         if self._sums is None:
             self._sums = [_accumulator_like(value) for value in values]
-        for total, value in zip(self._sums, values):
-            total.add_(value, alpha=size)
+        for total, value, scale in zip(self._sums, values, self._scales):
+            if scale is None:
+                total.add_(value, alpha=size)
+            else:
+                total.add_(value)  # [numerator, denominator] counts add up as they are
         for epoch_metric in self.epoch_metrics:
             epoch_metric.update(y_pred, y_true)
         self.count += size
         return values
 
+    def _finish(self, values: Sequence[torch.Tensor], count: int | None) -> list[torch.Tensor]:
+        """Turns sums (or one batch's raw values, ``count=None``) into the values to report."""
+        finished = []
+        for value, scale in zip(values, self._scales):
+            if scale is not None:
+                finished.append(value[0] * scale / value[1].clamp_min(1))
+            else:
+                finished.append(value if count is None else value / count)
+        return finished
+
+    def batch_logs(self, values: Sequence[torch.Tensor]) -> dict[str, float]:
+        """One batch's values as returned by :meth:`update` -> ``{name: float}`` (one host transfer)."""
+        return _expand(self.batch_names, self._finish(values, None))
+
     def running_logs(self) -> dict[str, float]:
         """The averages so far (one host transfer)."""
         if not self._sums or not self.count:
             return {}
-        return _expand(self.batch_names, [total / self.count for total in self._sums])
+        return _expand(self.batch_names, self._finish(self._sums, self.count))
 
     def compute(self) -> dict[str, float]:
         """The phase's logs: weighted averages of loss and batch metrics, then the epoch metrics."""
-        names = self.batch_names if self._sums else []
-        values = [total / self.count for total in self._sums] if self._sums and self.count else []
-        names = names if values else []
+        values = self._finish(self._sums, self.count) if self._sums and self.count else []
+        names = self.batch_names if values else []
         names = names + [metric.names for metric in self.epoch_metrics]
         values = values + [torch.as_tensor(metric.compute()) for metric in self.epoch_metrics]
         return _expand(names, values)

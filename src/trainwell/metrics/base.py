@@ -84,16 +84,31 @@ class BatchMetric:
             The value must stay on the device (no ``.item()``): the loop averages it weighted by batch size.
         names: the log keys, one per value returned by ``fn``.
         higher_is_better: the direction of the metric, when known.
+        counts: optional ``counts(y_pred, y_true) -> Tensor`` returning ``[numerator, denominator]`` (for one
+            name). When given, the loop sums numerators and denominators separately and reports
+            ``scale * numerator / denominator``: exact over the epoch even when batches count a different
+            number of items (padded sequences, ignored targets), and cheaper than a per-batch mean.
+        scale: the factor applied to ``numerator / denominator`` (100 for percentages).
 
     >>> metric = BatchMetric(lambda y_pred, y_true: (y_pred - y_true).abs().mean(), ('mae',))
     >>> metric(torch.zeros(2), torch.ones(2))
     tensor(1.)
     """
 
-    def __init__(self, fn: Any, names: Sequence[str], higher_is_better: bool | None = None) -> None:
+    def __init__(
+        self,
+        fn: Any,
+        names: Sequence[str],
+        higher_is_better: bool | None = None,
+        *,
+        counts: Any = None,
+        scale: float = 1.0,
+    ) -> None:
         self.fn = fn
         self.names = check_names(names, "names")
         self.higher_is_better = higher_is_better
+        self.counts = counts
+        self.scale = scale
 
     def __call__(self, y_pred: Any, y_true: Any) -> torch.Tensor:
         """The metric's value on one batch, on the device."""

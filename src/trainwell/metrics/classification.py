@@ -29,11 +29,38 @@ __all__ = [
 TOPK_VALUES: tuple[int, ...] = (*range(1, 11), *range(20, 101, 10))
 
 
-def _weighted_percentage(hits: torch.Tensor, y_true: torch.Tensor, ignore_index: int) -> torch.Tensor:
-    # hits and y_true have the same shape; entries whose target is ignore_index weigh zero.
-    weights = (y_true != ignore_index).to(torch.float32)
+def _hit_counts(hits: torch.Tensor, y_true: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """``[hits, valid targets]`` of a batch, the form the loop sums exactly over an epoch."""
+    valid = y_true != ignore_index
+    if ignore_index >= 0:
+        # A non-negative ignore_index is a real class index that argmax can produce: mask its hits out.
+        hits = hits & valid
+    # A negative ignore_index never equals a predicted class, so hits needs no mask (one op less per batch).
+    return torch.stack((hits.sum(), valid.sum()))
+
+
+def _percentage(counts: torch.Tensor) -> torch.Tensor:
     # clamp_min keeps an all-ignored batch at 0 instead of NaN, without a data-dependent branch.
-    return (hits.to(torch.float32) * weights).sum() * 100.0 / weights.sum().clamp_min(1.0)
+    return counts[0] * 100.0 / counts[1].clamp_min(1)
+
+
+def accuracy_counts(y_pred: torch.Tensor, y_true: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """``[correct, counted]`` for :func:`accuracy`: the numerator and denominator of the percentage.
+
+    >>> accuracy_counts(torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), torch.tensor([1, 1, -100]))
+    tensor([1, 2])
+    """
+    return _hit_counts(y_pred.argmax(dim=1) == y_true, y_true, ignore_index)
+
+
+def topk_counts(y_pred: torch.Tensor, y_true: torch.Tensor, k: int = 5, ignore_index: int = -100) -> torch.Tensor:
+    """``[hits, counted]`` for :func:`topk_accuracy`.
+
+    >>> topk_counts(torch.tensor([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]]), torch.tensor([1, 2]), k=2)
+    tensor([1, 2])
+    """
+    best = y_pred.topk(k, dim=1).indices  # (N, k, d1, ...)
+    return _hit_counts((best == y_true.unsqueeze(1)).any(dim=1), y_true, ignore_index)
 
 
 def accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
@@ -50,7 +77,7 @@ def accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, ignore_index: int = -10
     >>> accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), torch.tensor([1, 1, -100]))
     tensor(50.)
     """
-    return _weighted_percentage(y_pred.argmax(dim=1) == y_true, y_true, ignore_index)
+    return _percentage(accuracy_counts(y_pred, y_true, ignore_index))
 
 
 def binary_accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
@@ -87,9 +114,7 @@ def topk_accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, k: int = 5, ignore
     >>> topk_accuracy(torch.tensor([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]]), torch.tensor([1, 2]), k=2)
     tensor(50.)
     """
-    best = y_pred.topk(k, dim=1).indices  # (N, k, d1, ...)
-    hits = (best == y_true.unsqueeze(1)).any(dim=1)
-    return _weighted_percentage(hits, y_true, ignore_index)
+    return _percentage(topk_counts(y_pred, y_true, k, ignore_index))
 
 
 # Poutyne's spellings of the same functions.
@@ -105,7 +130,13 @@ class Accuracy(BatchMetric):
     """
 
     def __init__(self, ignore_index: int = -100, name: str = "acc") -> None:
-        super().__init__(partial(accuracy, ignore_index=ignore_index), (name,), higher_is_better=True)
+        super().__init__(
+            partial(accuracy, ignore_index=ignore_index),
+            (name,),
+            higher_is_better=True,
+            counts=partial(accuracy_counts, ignore_index=ignore_index),
+            scale=100.0,
+        )
 
 
 class BinaryAccuracy(BatchMetric):
@@ -130,5 +161,6 @@ class TopKAccuracy(BatchMetric):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"`k` must be a positive int. Received: k={k!r} (type {type(k).__name__}).")
         fn = partial(topk_accuracy, k=k, ignore_index=ignore_index)
-        super().__init__(fn, (name or f"top{k}",), higher_is_better=True)
+        counts = partial(topk_counts, k=k, ignore_index=ignore_index)
+        super().__init__(fn, (name or f"top{k}",), higher_is_better=True, counts=counts, scale=100.0)
         self.k = k

@@ -199,7 +199,7 @@ def resolve_batch_metrics(specs: list[Any] | None, argument: str = "batch_metric
 def _renamed_batch(metric: BatchMetric, names: tuple[str, ...]) -> BatchMetric:
     if isinstance(metric, TorchMetricsBatchMetric):
         return TorchMetricsBatchMetric(metric.fn, names)
-    return BatchMetric(metric.fn, names, metric.higher_is_better)
+    return BatchMetric(metric.fn, names, metric.higher_is_better, counts=metric.counts, scale=metric.scale)
 
 
 def resolve_epoch_metrics(specs: list[Any] | None, argument: str = "epoch_metrics") -> list[EpochMetric]:
