@@ -171,9 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{round_}/{rounds}] import     {name:<11} {_describe(record)}", file=sys.stderr)
                 save(record)
 
-    if any(r.get("status") == "unavailable" for r in records):
-        for framework in sorted(unavailable):
-            print(f"note: {framework} not measured (not importable)", file=sys.stderr)
+    for framework in sorted(unavailable):
+        print(f"note: {framework} not measured (not importable)", file=sys.stderr)
     for path in write_report(payload, out_dir):
         print(path)
     return 0

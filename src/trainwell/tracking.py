@@ -99,7 +99,8 @@ class MetricTracker:
         # Per tracked value (loss first): the function producing it, and the scale of a counts metric
         # (None for a batch mean, which is summed weighted by batch size).
         self._producers = [metric.counts or metric for metric in self.batch_metrics]
-        self._scales: list[float | None] = ([None] if with_loss else []) + [
+        loss_scale: list[float | None] = [None] if with_loss else []
+        self._scales = loss_scale + [
             metric.scale if metric.counts is not None else None for metric in self.batch_metrics
         ]
         self.count = 0
