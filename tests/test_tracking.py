@@ -48,3 +48,15 @@ def test_state_dict_round_trip_mid_phase():
     for other in (tracker, restored):
         other.update(torch.tensor(3.0), torch.tensor([[0.0, 1.0]]), torch.tensor([0]), 1)
     assert restored.compute() == tracker.compute() == {"loss": 2.0, "acc": 50.0}
+
+
+def test_training_metrics_build_no_autograd_graph():
+    from torch import nn
+
+    from trainwell import Model
+
+    seen = []
+    metric = BatchMetric(lambda y_pred, y_true: seen.append(y_pred.requires_grad) or (y_pred**2).mean(), ("sq",))
+    model = Model(nn.Linear(3, 2), "sgd", "cross_entropy", batch_metrics=[metric])
+    model.fit(torch.randn(8, 3), torch.randint(0, 2, (8,)), batch_size=4, epochs=1, verbose=False)
+    assert seen == [False, False]

@@ -247,6 +247,8 @@ def batch_size_of(x: Any, y: Any = None) -> int:
     >>> batch_size_of((torch.zeros(3, 2), torch.zeros(3)), torch.zeros(3))
     3
     """
+    if isinstance(x, torch.Tensor) and x.dim() > 0:
+        return len(x)
     for obj in (x, y):
         found = _first_sized(obj)
         if found is not None:
@@ -278,7 +280,13 @@ def to_device(batch: Any, device: torch.device | None) -> Any:
     >>> to_device((np.zeros(1), torch.ones(1)), torch.device('cpu'))
     (tensor([0.], dtype=torch.float64), tensor([1.]))
     """
+    if isinstance(batch, torch.Tensor):  # the common case, without walking a structure
+        if device is None or batch.device == device:
+            return batch
+        return batch.to(device, non_blocking=True)
     batch = numpy_to_torch(batch)
     if device is None:
         return batch
-    return torch_apply(batch, lambda tensor: tensor.to(device, non_blocking=True))
+    return torch_apply(
+        batch, lambda tensor: tensor if tensor.device == device else tensor.to(device, non_blocking=True)
+    )

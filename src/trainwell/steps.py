@@ -123,7 +123,8 @@ class Steps:
             self.examples_in_step += size
         else:
             loss.backward()
-        return StepResult(loss.detach(), torch_apply(y_pred, torch.Tensor.detach), y, size)
+        y_pred = y_pred.detach() if isinstance(y_pred, torch.Tensor) else torch_apply(y_pred, torch.Tensor.detach)
+        return StepResult(loss.detach(), y_pred, y, size)
 
     def optimizer_step(self) -> None:
         """Applies the optimizer to the gradients gathered since the last step, then clears them."""

@@ -113,11 +113,15 @@ class MetricTracker:
         for metric in self.epoch_metrics:
             metric.reset()
 
-    @torch.no_grad()
     def update(self, loss: torch.Tensor | None, y_pred: Any, y_true: Any, size: int) -> list[torch.Tensor]:
-        """Adds one batch; returns the batch's raw values (loss first), still on the device."""
-        values = [loss] if self.with_loss and loss is not None else []
-        values.extend(produce(y_pred, y_true) for produce in self._producers)
+        """Adds one batch; returns the batch's raw values (loss first), still on the device.
+
+        ``loss`` and ``y_pred`` arrive detached (the steps do it), so no autograd graph is built here
+        without paying for a ``no_grad`` context on every batch.
+        """
+        values = [produce(y_pred, y_true) for produce in self._producers]
+        if self.with_loss and loss is not None:
+            values.insert(0, loss)
         if self._sums is None:
             self._sums = [_accumulator_like(value) for value in values]
         for total, value, scale in zip(self._sums, values, self._scales):

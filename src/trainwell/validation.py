@@ -69,10 +69,15 @@ def check_targets(loss_function: Any, y_pred: Any, y_true: Any) -> None:
             "the predictions' shape."
         )
     num_classes = y_pred.shape[1] if y_pred.dim() > 1 else y_pred.shape[0]
-    valid = y_true[y_true != loss_function.ignore_index]
-    if valid.numel() == 0:
+    if y_true.numel() == 0:
         return
-    low, high = int(valid.min()), int(valid.max())
+    low, high = (int(bound) for bound in torch.aminmax(y_true))
+    if low < 0:
+        # Only now pay for a mask: ignored targets (-100 by default) are allowed anywhere.
+        valid = y_true[y_true != loss_function.ignore_index]
+        if valid.numel() == 0:
+            return
+        low, high = int(valid.min()), int(valid.max())
     if low < 0 or high >= num_classes:
         raise ValueError(
             f"Class labels in `y` must lie in [0, {num_classes - 1}] for a network with {num_classes} "
