@@ -298,7 +298,7 @@ def test_ignored_labels_pass_the_target_check_and_are_left_out_of_accuracy(data)
     padded = y.clone()
     padded[::2] = -100
     model = _model(batch_metrics=["accuracy"])
-    loss, acc, pred = model.evaluate(x, padded, verbose=False, return_pred=True)
+    _, acc, pred = model.evaluate(x, padded, verbose=False, return_pred=True)
     kept = padded != -100
     expected = (pred.argmax(1)[kept.numpy()] == padded[kept].numpy()).mean() * 100
     assert acc == pytest.approx(expected)
