@@ -56,9 +56,7 @@ def scenarios(smoke: bool = False) -> dict[str, Scenario]:
     a = 512 if smoke else 20_000
     b = 128 if smoke else 4_096
     epochs = 1 if smoke else 3
-    a1 = Scenario(
-        "A1", "fit", "mlp", "tensors", a, 32, epochs, description="MLP 64-128-10, fit(x, y) in memory"
-    )
+    a1 = Scenario("A1", "fit", "mlp", "tensors", a, 32, epochs, description="MLP 64-128-10, fit(x, y) in memory")
     a2 = replace(a1, name="A2", data="loader", description="MLP, DataLoader(shuffle=True)")
     cnn = Scenario("B", "fit", "cnn", "loader", b, 64, 1, description="CNN 1x28x28, DataLoader")
     repeats = 1 if smoke else 10

@@ -98,9 +98,7 @@ def problems(records: list[dict[str, Any]]) -> dict[str, str]:
         if status == "unavailable":
             out[_label(r["framework"])] = f"not measured: {r.get('message', '')}"
         elif status == "error":
-            out[f"{_label(r['framework'])} / {r.get('scenario', 'import')}"] = (
-                f"error: {r.get('message', '')}"
-            )
+            out[f"{_label(r['framework'])} / {r.get('scenario', 'import')}"] = f"error: {r.get('message', '')}"
         elif status == "skipped":
             out[f"{r.get('scenario')}"] = f"skipped: {r.get('message', '')}"
     return out
@@ -135,9 +133,7 @@ def markdown(payload: dict[str, Any]) -> str:
         f"Date: {meta.get('date', '?')}; machine: {meta.get('machine', '?')}; "
         f"Python {meta.get('python', '?')}; torch {meta.get('torch', '?')}; "
         f"torch threads: 1; rounds: {meta.get('rounds', '?')}.  ",
-        "Versions: "
-        + ", ".join(f"{_label(k)} {v}" for k, v in sorted(meta.get("versions", {}).items()))
-        + ".",
+        "Versions: " + ", ".join(f"{_label(k)} {v}" for k, v in sorted(meta.get("versions", {}).items())) + ".",
         "",
         "Throughput is samples/s around the one `fit`/`evaluate`/`predict` call (warm-up excluded), "
         "each measurement in a fresh process, frameworks interleaved; median and min–max over rounds. "

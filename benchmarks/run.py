@@ -151,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 for record in run_worker(framework, job, args.smoke, args.timeout):
                     name = record["scenario"]
-                    print(
-                        f"[{round_}/{rounds}] {name:<10} {framework:<11} {_describe(record)}", file=sys.stderr
-                    )
+                    print(f"[{round_}/{rounds}] {name:<10} {framework:<11} {_describe(record)}", file=sys.stderr)
                     if record["status"] == "unavailable":
                         unavailable.add(framework)
                     elif record["status"] == "skipped":

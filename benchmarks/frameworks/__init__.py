@@ -23,9 +23,7 @@ FRAMEWORKS: dict[str, Framework] = {
     f.key: f
     for f in (
         Framework("handwritten", "hand-written loop", "benchmarks.frameworks.handwritten", "import torch"),
-        Framework(
-            "trainwell", "trainwell", "benchmarks.frameworks.trainwell_", "from trainwell import Model"
-        ),
+        Framework("trainwell", "trainwell", "benchmarks.frameworks.trainwell_", "from trainwell import Model"),
         Framework("poutyne", "Poutyne", "benchmarks.frameworks.poutyne_", "from poutyne import Model"),
         Framework("lightning", "Lightning", "benchmarks.frameworks.lightning_", "import lightning"),
         Framework(
