@@ -64,7 +64,7 @@ def test_hook_order_is_pinned():
         "valid_batch_end 1",
         "valid_batch_end 2",
         "valid_end ['acc', 'loss']",
-        "epoch_end 1 ['acc', 'epoch', 'loss', 'time', 'val_acc', 'val_loss']",
+        "epoch_end 1 ['acc', 'epoch', 'loss', 'lr', 'time', 'val_acc', 'val_loss']",
         "train_end",
     ]
 

@@ -30,6 +30,7 @@ def test_fit_history_keys_and_order(data):
     assert list(history[0]) == [
         "epoch",
         "time",
+        "lr",
         "loss",
         "acc",
         "fscore_macro",
@@ -38,6 +39,18 @@ def test_fit_history_keys_and_order(data):
         "val_fscore_macro",
     ]
     assert all(isinstance(value, float) for key, value in history[0].items() if key != "epoch")
+    assert history[0]["lr"] == model.optimizer.param_groups[0]["lr"]
+
+
+def test_history_has_one_learning_rate_column_per_param_group(data):
+    x, y = data
+    network = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 3))
+    optimizer = torch.optim.SGD(
+        [{"params": network[0].parameters(), "lr": 0.1}, {"params": network[1].parameters(), "lr": 0.01}]
+    )
+    history = Model(network, optimizer, "cross_entropy").fit(x, y, epochs=1, verbose=False)
+    assert (history[0]["lr_group_0"], history[0]["lr_group_1"]) == (0.1, 0.01)
+    assert "lr" not in history[0]
 
 
 def test_evaluate_return_formats(data):

@@ -19,7 +19,7 @@ from trainwell.metrics.base import BatchMetric, EpochMetric
 from trainwell.steps import Steps, split_batch
 from trainwell.tracking import BatchLogs, MetricTracker
 
-__all__ = ["Loop", "LoopState", "concatenate"]
+__all__ = ["Loop", "LoopState", "concatenate", "learning_rates"]
 
 
 @dataclass
@@ -31,6 +31,8 @@ class LoopState:
         epoch: the current epoch number (from 1).
         batch: the current batch number in the phase (from 1).
         global_step: training batches processed since the model was created.
+        optimizer_steps: optimizer updates applied since the model was created (fewer than
+            ``global_step`` with ``batches_per_step > 1``): what per-step LR schedules count.
         tracker: the running values of the current phase (read with ``tracker.running_logs()``).
     """
 
@@ -38,15 +40,22 @@ class LoopState:
     epoch: int = 0
     batch: int = 0
     global_step: int = 0
+    optimizer_steps: int = 0
     tracker: MetricTracker | None = field(default=None, repr=False)
 
     def state_dict(self) -> dict[str, Any]:
         """The loop position, for checkpoints."""
-        return {"epoch": self.epoch, "batch": self.batch, "global_step": self.global_step}
+        return {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "global_step": self.global_step,
+            "optimizer_steps": self.optimizer_steps,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`."""
         self.epoch, self.batch, self.global_step = state["epoch"], state["batch"], state["global_step"]
+        self.optimizer_steps = state.get("optimizer_steps", 0)
 
 
 def source_length(source: Iterable[Any]) -> int | None:
@@ -108,12 +117,15 @@ class Loop:
             callbacks.on_epoch_begin(epoch, {})
             started = time.perf_counter()
             logs = self.train_epoch(train, batches_per_step, callbacks)
+            # Read after the training batches and before on_epoch_end steps any epoch scheduler: the
+            # rate the epoch ended with (for an epoch schedule, the one it used throughout).
+            rates = learning_rates(self.steps.optimizer)
             if valid is not None:
                 callbacks.on_valid_begin({})
                 valid_logs = self.evaluate_phase(valid, "valid", callbacks)
                 callbacks.on_valid_end(valid_logs)
                 logs.update({f"val_{key}": value for key, value in valid_logs.items()})
-            epoch_logs = {"epoch": epoch, "time": time.perf_counter() - started, **logs}
+            epoch_logs = {"epoch": epoch, "time": time.perf_counter() - started, **rates, **logs}
             callbacks.on_epoch_end(epoch, epoch_logs)
             history.append(epoch_logs)
             if self.owner.stop_training:
@@ -147,6 +159,7 @@ class Loop:
                 pending = batch_number % batches_per_step != 0
                 if not pending:
                     steps.optimizer_step()
+                    state.optimizer_steps += 1
                 values = tracker.update(result.loss, result.y_pred, result.y_true, result.size)
                 state.global_step += 1
                 if end:
@@ -155,6 +168,7 @@ class Loop:
                     break
             if pending:
                 steps.optimizer_step()  # the epoch's last, incomplete accumulation still counts
+                state.optimizer_steps += 1
         if batch_number == 0:
             raise ValueError("The training data produced no batch: check that it is not empty.")
         return tracker.compute()
@@ -225,6 +239,21 @@ class Loop:
                 for method in end:
                     method(batch_number, {"batch": batch_number, "time": time.perf_counter() - started})
         return predictions, truths
+
+
+def learning_rates(optimizer: torch.optim.Optimizer | None) -> dict[str, float]:
+    """The current learning rate as epoch logs: ``lr``, or ``lr_group_0``, ``lr_group_1``... per param group.
+
+    >>> learning_rates(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5))
+    {'lr': 0.5}
+    """
+    if optimizer is None:
+        return {}
+    groups = optimizer.param_groups
+    # float(): a tensor learning rate (capturable optimizers) becomes a plain number, once per epoch.
+    if len(groups) == 1:
+        return {"lr": float(groups[0]["lr"])}
+    return {f"lr_group_{index}": float(group["lr"]) for index, group in enumerate(groups)}
 
 
 def _call_batch_end(

@@ -50,7 +50,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices):
     >>> x, y = torch.randn(64, 4), torch.randint(3, (64,))
     >>> history = model.fit(x, y, epochs=2, batch_size=16, verbose=False)
     >>> [sorted(epoch) for epoch in history][0]
-    ['acc', 'epoch', 'loss', 'time']
+    ['acc', 'epoch', 'loss', 'lr', 'time']
     >>> loss, acc = model.evaluate(x, y, verbose=False)
     """
 

@@ -88,6 +88,9 @@ class Steps:
         # Mixed precision plugs in here: a context for forward + loss, and a scaler for backward.
         self.autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
         self.examples_in_step = 0
+        # Called when the step's gradients are final (accumulation averaged, later AMP-unscaled) and
+        # the optimizer has not run yet: where gradient clipping and gradient statistics belong.
+        self.before_optimizer_step: list[Callable[[], None]] = []
         self.check_next_targets = True
         # In-memory targets are checked whole, once per phase, instead of only the first batch's.
         self.all_targets: Any = None
@@ -138,6 +141,8 @@ class Steps:
                     if parameter.grad is not None:
                         parameter.grad.mul_(scale)
             self.examples_in_step = 0
+        for hook in self.before_optimizer_step:
+            hook()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 

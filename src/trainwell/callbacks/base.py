@@ -79,6 +79,18 @@ class Callback:
         """Gives the callback the run's parameters (epochs, steps per epoch...)."""
         self.params = params
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the callback must remember for a resumed run to continue as if never interrupted.
+
+        Stateful callbacks (early-stopping counters, best values, schedulers, loggers' positions)
+        override this. The values must be tensors, numbers, strings, None, or lists/tuples/dicts of
+        them: checkpoints store them without pickle.
+        """
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores what :meth:`state_dict` returned."""
+
     def on_train_begin(self, logs: Mapping[str, Any]) -> None:
         """Called once before the first epoch."""
 
