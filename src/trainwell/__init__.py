@@ -5,7 +5,18 @@
 >>> model = Model(torch.nn.Linear(4, 2), 'adam', 'cross_entropy', batch_metrics=['accuracy'])
 """
 
-from trainwell.callbacks import Callback, CallbackList, ProgressionCallback
+from trainwell.callbacks import (
+    Callback,
+    CallbackList,
+    ClipNorm,
+    ClipValue,
+    DelayCallback,
+    EarlyStopping,
+    EpochProgressionCallback,
+    LambdaCallback,
+    ProgressionCallback,
+    TerminateOnNaN,
+)
 from trainwell.layers import Lambda
 from trainwell.metrics import (
     F1,
@@ -34,14 +45,21 @@ __all__ = [
     "BatchMetric",
     "Callback",
     "CallbackList",
+    "ClipNorm",
+    "ClipValue",
+    "DelayCallback",
+    "EarlyStopping",
     "EpochMetric",
+    "EpochProgressionCallback",
     "FBeta",
     "Lambda",
+    "LambdaCallback",
     "Model",
     "Precision",
     "ProgressionCallback",
     "Recall",
     "SKLearnMetrics",
+    "TerminateOnNaN",
     "__version__",
     "numpy_to_torch",
     "set_seeds",

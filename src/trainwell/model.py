@@ -111,7 +111,10 @@ class Model(EvaluateAndPredict, WeightsAndDevices):
                 f"`callbacks` must be a list of Callback instances. Received: callbacks of type "
                 f"{type(callbacks).__name__}."
             )
-        listed: list[Callback] = [ProgressionCallback(**(progress_options or {}))] if verbose else []
+        # A display the user passes replaces the default one instead of printing everything twice.
+        own_display = any(isinstance(callback, ProgressionCallback) for callback in callbacks or [])
+        show = verbose and not own_display
+        listed: list[Callback] = [ProgressionCallback(**(progress_options or {}))] if show else []
         callback_list = CallbackList([*listed, *(callbacks or [])])
         callback_list.set_model(self)
         callback_list.set_params(params)
@@ -311,9 +314,13 @@ class _Run:
 
     def __init__(self, steps: Steps) -> None:
         self.steps = steps
+        self.hooks = list(steps.before_optimizer_step)
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, *exc: object) -> None:
         self.steps.all_targets = None
+        # Gradient hooks that callbacks added for this run go with it, even when it raised and
+        # on_train_end never ran: a later fit without those callbacks must not keep clipping.
+        self.steps.before_optimizer_step[:] = self.hooks

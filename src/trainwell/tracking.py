@@ -148,6 +148,16 @@ class MetricTracker:
         """One batch's values as returned by :meth:`update` -> ``{name: float}`` (one host transfer)."""
         return _expand(self.batch_names, self._finish(values, None))
 
+    def loss_total(self) -> torch.Tensor | None:
+        """The running sum of the phase's loss, still on the device (None before the first batch).
+
+        A single NaN or infinite batch loss makes it non-finite for the rest of the phase, so checking
+        it every few steps catches every bad batch without a host transfer per batch.
+        """
+        if not self.with_loss or not self._sums:
+            return None
+        return self._sums[0]
+
     def running_logs(self) -> dict[str, float]:
         """The averages so far (one host transfer)."""
         if not self._sums or not self.count:

@@ -79,6 +79,14 @@ class Callback:
         """Gives the callback the run's parameters (epochs, steps per epoch...)."""
         self.params = params
 
+    def listened_hooks(self) -> list[str]:
+        """The hooks to call on this callback: by default, those its class overrides.
+
+        ``CallbackList`` calls nothing else, so a batch hook nobody overrides costs nothing per batch.
+        Callbacks that decide their hooks per instance (``LambdaCallback``, ``DelayCallback``) override this.
+        """
+        return [hook for hook in HOOKS if getattr(type(self), hook) is not getattr(Callback, hook)]
+
     def state_dict(self) -> dict[str, Any]:
         """What the callback must remember for a resumed run to continue as if never interrupted.
 
@@ -178,14 +186,10 @@ class CallbackList:
                     f"`callbacks` must hold Callback instances. Received an element of type "
                     f"{type(callback).__name__}; subclass trainwell.Callback."
                 )
-        self.listeners: dict[str, list[Any]] = {
-            hook: [
-                getattr(callback, hook)
-                for callback in self.callbacks
-                if getattr(type(callback), hook) is not getattr(Callback, hook)
-            ]
-            for hook in HOOKS
-        }
+        self.listeners: dict[str, list[Any]] = {hook: [] for hook in HOOKS}
+        for callback in self.callbacks:
+            for hook in callback.listened_hooks():
+                self.listeners[hook].append(getattr(callback, hook))
 
     def set_model(self, model: Any) -> None:
         """Gives every callback the model."""

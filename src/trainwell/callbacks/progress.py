@@ -14,21 +14,24 @@ from typing import IO, Any
 
 from trainwell.callbacks.base import Callback
 
-__all__ = ["ProgressionCallback"]
+__all__ = ["EpochProgressionCallback", "ProgressionCallback"]
 
 
 def format_logs(logs: Mapping[str, Any], skip: tuple[str, ...] = ("epoch", "batch", "size", "time")) -> str:
-    """Formats numeric logs as ``name: value`` pairs.
+    """Formats numeric logs as ``name: value`` pairs, learning rates last and in short scientific form.
 
-    >>> format_logs({'epoch': 1, 'loss': 0.123456, 'acc': 97.5})
-    'loss: 0.123456 acc: 97.500000'
+    >>> format_logs({'epoch': 1, 'lr': 3e-05, 'loss': 0.123456, 'acc': 97.5})
+    'loss: 0.123456 acc: 97.500000 lr: 3e-05'
     """
-    parts = []
+    parts, rates = [], []
     for key, value in logs.items():
         if key in skip or not isinstance(value, (int, float)):
             continue
-        parts.append(f"{key}: {value:.6f}")
-    return " ".join(parts)
+        if key == "lr" or key.startswith("lr_group_"):
+            rates.append(f"{key}: {value:.4g}")
+        else:
+            parts.append(f"{key}: {value:.6f}")
+    return " ".join(parts + rates)
 
 
 class ProgressionCallback(Callback):
@@ -38,7 +41,23 @@ class ProgressionCallback(Callback):
         coloring: colour the output (only on a terminal).
         progress_bar: draw the per-step bar with ETA (only on a terminal).
         refresh_per_second: how often the bar and its running averages are refreshed.
+        show_on_valid: show a bar during validation too.
+        show_every_n_train_steps: ``'all'`` refreshes the bar by time (``refresh_per_second``); an int n
+            refreshes it every n training steps instead and, when the output is not a terminal (CI and
+            cluster logs), prints one plain line every n steps with the running averages.
+        show_every_n_valid_steps: the same for validation steps.
+        show_every_n_test_steps: the same for evaluation steps.
         file: where to write; defaults to ``sys.stdout`` at the time of the first write.
+
+    >>> import io, torch
+    >>> from trainwell import Model
+    >>> out = io.StringIO()
+    >>> model = Model(torch.nn.Linear(2, 2), 'sgd', 'cross_entropy')
+    >>> x, y = torch.randn(32, 2), torch.zeros(32, dtype=torch.long)
+    >>> progress = ProgressionCallback(show_every_n_train_steps=2, coloring=False, file=out)
+    >>> _ = model.fit(x, y, batch_size=8, epochs=1, verbose=False, callbacks=[progress])
+    >>> out.getvalue().splitlines()[0].startswith('Epoch 1/1 step 2/4 ')
+    True
     """
 
     def __init__(
@@ -47,11 +66,29 @@ class ProgressionCallback(Callback):
         coloring: bool = True,
         progress_bar: bool = True,
         refresh_per_second: float = 4.0,
+        show_on_valid: bool = True,
+        show_every_n_train_steps: int | str = "all",
+        show_every_n_valid_steps: int | str = "all",
+        show_every_n_test_steps: int | str = "all",
         file: IO[str] | None = None,
     ) -> None:
+        if not isinstance(refresh_per_second, (int, float)) or refresh_per_second <= 0:
+            raise ValueError(
+                f"`refresh_per_second` must be a positive number. Received: refresh_per_second={refresh_per_second!r}."
+            )
         self.coloring = coloring
         self.progress_bar = progress_bar
         self.interval = 1.0 / refresh_per_second
+        self.show_on_valid = show_on_valid
+        self.every = {
+            "train": _steps_option(show_every_n_train_steps, "show_every_n_train_steps"),
+            "valid": _steps_option(show_every_n_valid_steps, "show_every_n_valid_steps"),
+            "test": _steps_option(show_every_n_test_steps, "show_every_n_test_steps"),
+            "predict": None,
+        }
+        self._phase = "train"
+        self._label = ""
+        self._total: int | None = None
         self.file = file
         self._console: Any = None
         self._progress: Any = None
@@ -72,9 +109,10 @@ class ProgressionCallback(Callback):
             )
         return self._console
 
-    def _start_bar(self, description: str, total: int | None) -> None:
+    def _start_bar(self, description: str, total: int | None, phase: str, label: str = "") -> None:
         self._phase_started = time.perf_counter()
         self._last_refresh = 0.0
+        self._phase, self._label, self._total = phase, label or description, total
         if not (self.progress_bar and self.console.is_terminal):
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -93,16 +131,27 @@ class ProgressionCallback(Callback):
         self._task = self._progress.add_task(description, total=total, metrics="")
 
     def _advance(self, batch_number: int) -> None:
+        every = self.every[self._phase]
         if self._progress is None:
+            if every is not None and batch_number % every == 0:
+                # No bar (not a terminal, or progress_bar=False): a plain line every n steps.
+                total = f"/{self._total}" if self._total is not None else ""
+                self._print(f"{self._label} step {batch_number}{total} {self._running()}".rstrip(), "")
             return
-        now = time.perf_counter()
-        if now - self._last_refresh < self.interval:
+        if every is None:
+            now = time.perf_counter()
+            if now - self._last_refresh < self.interval:
+                return
+            self._last_refresh = now
+        elif batch_number % every:
             return
-        self._last_refresh = now
-        tracker = self.model.state.tracker if self.model is not None else None
-        running = format_logs(tracker.running_logs()) if tracker is not None else ""
-        self._progress.update(self._task, completed=batch_number, metrics=running)
+        self._progress.update(self._task, completed=batch_number, metrics=self._running())
         self._progress.refresh()
+
+    def _running(self) -> str:
+        # One host transfer for all the running averages of the phase.
+        tracker = self.model.state.tracker if self.model is not None else None
+        return format_logs(tracker.running_logs()) if tracker is not None else ""
 
     def _stop_bar(self) -> None:
         if self._progress is not None:
@@ -110,23 +159,26 @@ class ProgressionCallback(Callback):
             self._progress = None
 
     def _print(self, text: str, style: str) -> None:
-        self.console.print(text, style=style if self.coloring else None)
+        self.console.print(text, style=style if self.coloring and style else None)
 
     # -- training -------------------------------------------------------------------------------------------
     def on_epoch_begin(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         self._epoch_started = time.perf_counter()
         self._epoch = epoch_number
-        self._start_bar(f"Epoch {epoch_number}/{self.params.get('epochs', '?')}", self.params.get("steps"))
+        label = f"Epoch {epoch_number}/{self.params.get('epochs', '?')}"
+        self._start_bar(label, self.params.get("steps"), "train")
 
     def on_train_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         self._advance(batch_number)
 
     def on_valid_begin(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
         self._stop_bar()
-        self._start_bar("  validating", self.params.get("valid_steps"))
+        if self.show_on_valid:
+            self._start_bar("  validating", self.params.get("valid_steps"), "valid", f"{self._label} validation")
 
     def on_valid_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._advance(batch_number)
+        if self.show_on_valid:
+            self._advance(batch_number)
 
     def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         self._stop_bar()
@@ -141,7 +193,7 @@ class ProgressionCallback(Callback):
 
     # -- evaluation and prediction --------------------------------------------------------------------------
     def on_test_begin(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._start_bar("Evaluating", self.params.get("steps"))
+        self._start_bar("Evaluating", self.params.get("steps"), "test", "Test")
 
     def on_test_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         self._advance(batch_number)
@@ -152,10 +204,41 @@ class ProgressionCallback(Callback):
         self._print(f"Test {elapsed:.2f}s {format_logs(logs)}", "cyan")
 
     def on_predict_begin(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._start_bar("Predicting", self.params.get("steps"))
+        self._start_bar("Predicting", self.params.get("steps"), "predict")
 
     def on_predict_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         self._advance(batch_number)
 
     def on_predict_end(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
         self._stop_bar()
+
+
+class EpochProgressionCallback(ProgressionCallback):
+    """One summary line every ``show_every_n_epochs`` epochs, and no per-step bar: for logs and notebooks.
+
+    Args:
+        coloring: colour the output (only on a terminal).
+        show_every_n_epochs: ``'all'`` or an int n: print epochs n, 2n... and the last one.
+        file: where to write; defaults to ``sys.stdout``.
+    """
+
+    def __init__(
+        self, *, coloring: bool = True, show_every_n_epochs: int | str = "all", file: IO[str] | None = None
+    ) -> None:
+        super().__init__(coloring=coloring, progress_bar=False, show_on_valid=False, file=file)
+        self.show_every_n_epochs = _steps_option(show_every_n_epochs, "show_every_n_epochs")
+
+    def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
+        every = self.show_every_n_epochs
+        last = epoch_number == self.params.get("epochs") or self.model.stop_training
+        if every is None or epoch_number % every == 0 or last:
+            super().on_epoch_end(epoch_number, logs)
+
+
+def _steps_option(value: int | str, argument: str) -> int | None:
+    """``'all'`` -> None; a positive int stays; anything else is refused with the fix."""
+    if value == "all":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise ValueError(f"`{argument}` must be 'all' or a positive int. Received: {argument}={value!r}.")
