@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import random
@@ -164,7 +165,11 @@ def test_a_failed_best_write_keeps_the_previous_best(tmp_path, monkeypatch):
     )
     model = _model()
     _fit(model, [checkpoint], epochs=1)
-    monkeypatch.setattr(os, "replace", lambda source, target: (_ for _ in ()).throw(OSError("disk failure")))
+
+    def failing_replace(source, target):
+        raise OSError("disk failure")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk failure"):
         _fit(model, [checkpoint], epochs=2, initial_epoch=2)
     assert _files(tmp_path) == ["best_1.safetensors"]
@@ -321,6 +326,35 @@ def test_periodic_save_lambda_writes_text_and_restores(tmp_path):
     _fit(_model(), [saver], epochs=3)
     assert json.loads((tmp_path / "logs.json").read_text()) == {"epoch": 2, "scripted": 1.0}
     assert restored == [{"epoch": 2, "scripted": 1.0}]
+
+
+def test_without_atomic_write_any_open_mode_writes_the_target_directly(tmp_path, capsys):
+    appender = PeriodicSaveLambda(
+        lambda fd, epoch, logs: fd.write(f"{epoch}\n"),
+        tmp_path / "epochs.txt",
+        atomic_write=False,
+        open_mode="a",
+        verbose=True,
+    )
+    _fit(_model(), [appender], epochs=3)
+    assert (tmp_path / "epochs.txt").read_text() == "1\n2\n3\n"
+    assert "Epoch 3: saving" in capsys.readouterr().out
+
+
+def test_a_temporary_file_on_another_file_system_still_replaces_atomically(tmp_path, monkeypatch):
+    real_replace = os.replace
+    temporary = tmp_path / "elsewhere.tmp"
+
+    def cross_device_replace(source, target):
+        if os.fspath(source) == os.fspath(temporary):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", cross_device_replace)
+    model = _model()
+    _fit(model, [ModelCheckpoint(tmp_path / "w.safetensors", temporary_filename=temporary)], epochs=1)
+    assert _files(tmp_path) == ["w.safetensors"]
+    assert torch.equal(load_file(str(tmp_path / "w.safetensors"))["weight"], model.network.weight)
 
 
 def test_arguments_are_validated():
