@@ -117,42 +117,29 @@ class TensorBatches:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.targets = y
-        # Where a resumed epoch continues: the RNG state its permutation was drawn from, and the next batch.
-        self._epoch_rng_state: torch.Tensor | None = None
-        self._resume_at = 0
-        self._position = 0
+        self._skip = 0  # batches the next epoch leaves out (a resumed epoch)
 
     def __len__(self) -> int:
         return math.ceil(self.num_samples / self.batch_size)
 
+    def skip_next_epoch(self, batches: int) -> None:
+        """Makes the next iteration draw its permutation as usual but start after ``batches`` batches.
+
+        A resumed epoch continues this way without slicing or moving the batches already done.
+        """
+        self._skip = batches
+
     def __iter__(self) -> Iterator[Any]:
         leaves = self._leaves
-        start_batch = self._resume_at
         if self.shuffle:
-            if start_batch and self._epoch_rng_state is not None:
-                torch.set_rng_state(self._epoch_rng_state)
-            self._epoch_rng_state = torch.get_rng_state()
             permutation = torch.randperm(self.num_samples)
             # One gather per epoch; every batch below is then a free view.
             leaves = [leaf.index_select(0, permutation) for leaf in leaves]
-        self._resume_at = 0
+        start, self._skip = self._skip, 0
         size = self.batch_size
-        for index in range(start_batch, len(self)):
-            self._position = index + 1
+        for index in range(start, len(self)):
             begin = index * size
             yield self._rebuild([leaf[begin : begin + size] for leaf in leaves])
-
-    def state_dict(self) -> dict[str, Any]:
-        """The position inside the current epoch, enough to continue it exactly."""
-        state: dict[str, Any] = {"next_batch": self._position % len(self)}
-        if self._epoch_rng_state is not None:
-            state["epoch_rng_state"] = self._epoch_rng_state.clone()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Makes the next iteration continue the saved epoch at its next batch."""
-        self._resume_at = int(state["next_batch"])
-        self._epoch_rng_state = state.get("epoch_rng_state")
 
 
 class IterableBatches:

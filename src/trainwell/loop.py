@@ -8,7 +8,7 @@ here reads a device value: the tracker and lazy batch logs decide when the host 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +16,11 @@ import torch
 
 from trainwell.callbacks.base import CallbackList
 from trainwell.metrics.base import BatchMetric, EpochMetric
+from trainwell.rng import capture_rng, restore_rng
 from trainwell.steps import Steps, split_batch
 from trainwell.tracking import BatchLogs, MetricTracker
 
-__all__ = ["Loop", "LoopState", "concatenate", "learning_rates"]
+__all__ = ["Loop", "LoopState", "ResumePoint", "concatenate", "learning_rates"]
 
 
 @dataclass
@@ -42,6 +43,11 @@ class LoopState:
     global_step: int = 0
     optimizer_steps: int = 0
     tracker: MetricTracker | None = field(default=None, repr=False)
+    # The random generators' states when the current training epoch began, before its data source was
+    # iterated: a mid-epoch resume replays the source's shuffle from them.
+    epoch_rng: dict[str, Any] | None = field(default=None, repr=False)
+    # True from the end of an epoch (its logs complete) until the next one begins.
+    epoch_done: bool = False
 
     def state_dict(self) -> dict[str, Any]:
         """The loop position, for checkpoints."""
@@ -56,6 +62,23 @@ class LoopState:
         """Restores :meth:`state_dict`."""
         self.epoch, self.batch, self.global_step = state["epoch"], state["batch"], state["global_step"]
         self.optimizer_steps = state.get("optimizer_steps", 0)
+
+
+@dataclass
+class ResumePoint:
+    """Where an interrupted training epoch continues.
+
+    Attributes:
+        epoch: the epoch to continue.
+        batch: how many of its training batches were done (0: the epoch starts over).
+        tracker: the epoch's running sums and epoch-metric state after those batches.
+        epoch_rng: the random generators' states when the epoch began.
+    """
+
+    epoch: int
+    batch: int
+    tracker: dict[str, Any] | None = None
+    epoch_rng: dict[str, Any] | None = None
 
 
 def source_length(source: Iterable[Any]) -> int | None:
@@ -90,6 +113,8 @@ class Loop:
         self.epoch_metrics = epoch_metrics
         self.owner = owner
         self.state = LoopState()
+        # Set by Model.restore_training_state; consumed by the next fit, whose first epoch must match.
+        self.pending_resume: ResumePoint | None = None
 
     def new_tracker(self, with_loss: bool = True) -> MetricTracker:
         """A fresh tracker for a phase, made visible to callbacks as ``state.tracker``."""
@@ -110,13 +135,20 @@ class Loop:
     ) -> list[dict[str, Any]]:
         """Trains from ``initial_epoch`` to ``epochs`` (inclusive); returns one log dict per epoch."""
         history: list[dict[str, Any]] = []
+        resume, self.pending_resume = self.pending_resume, None
+        if resume is not None and resume.epoch != initial_epoch:
+            raise RuntimeError(
+                f"The restored training state continues epoch {resume.epoch}, but fit starts at epoch "
+                f"{initial_epoch}. Pass initial_epoch={resume.epoch}."
+            )
         self.owner.stop_training = False
         callbacks.on_train_begin({})
         for epoch in range(initial_epoch, epochs + 1):
             self.state.epoch = epoch
+            self.state.epoch_done = False
             callbacks.on_epoch_begin(epoch, {})
             started = time.perf_counter()
-            logs = self.train_epoch(train, batches_per_step, callbacks)
+            logs = self.train_epoch(train, batches_per_step, callbacks, resume if epoch == initial_epoch else None)
             # Read after the training batches and before on_epoch_end steps any epoch scheduler: the
             # rate the epoch ended with (for an epoch schedule, the one it used throughout).
             rates = learning_rates(self.steps.optimizer)
@@ -126,6 +158,7 @@ class Loop:
                 callbacks.on_valid_end(valid_logs)
                 logs.update({f"val_{key}": value for key, value in valid_logs.items()})
             epoch_logs = {"epoch": epoch, "time": time.perf_counter() - started, **rates, **logs}
+            self.state.epoch_done = True
             callbacks.on_epoch_end(epoch, epoch_logs)
             history.append(epoch_logs)
             if self.owner.stop_training:
@@ -134,21 +167,37 @@ class Loop:
         callbacks.on_train_end({})
         return history
 
-    def train_epoch(self, source: Iterable[Any], batches_per_step: int, callbacks: CallbackList) -> dict[str, Any]:
-        """One pass of training batches; returns the epoch's averaged logs."""
+    def train_epoch(
+        self,
+        source: Iterable[Any],
+        batches_per_step: int,
+        callbacks: CallbackList,
+        resume: ResumePoint | None = None,
+    ) -> dict[str, Any]:
+        """One pass of training batches (or the rest of one, after ``resume``); returns the epoch's logs."""
         steps, state = self.steps, self.state
         tracker = self.new_tracker()
         state.phase = "train"
+        done = 0
+        if resume is not None and resume.batch > 0:
+            done = resume.batch
+            if resume.tracker is not None:
+                tracker.load_state_dict(resume.tracker)
+            state.epoch_rng = resume.epoch_rng
+            batches: Iterable[Any] = _continue(source, done, resume.epoch_rng)
+        else:
+            state.epoch_rng = capture_rng()
+            batches = source
         begin = callbacks.listeners["on_train_batch_begin"]
         backward_end = callbacks.listeners["on_backward_end"]
         end = callbacks.listeners["on_train_batch_end"]
         accumulate = batches_per_step > 1
         steps.network.train(True)
         steps.check_next_targets = True
-        batch_number = 0
+        batch_number = done
         pending = False  # gradients accumulated but not yet applied
         with torch.enable_grad():
-            for batch_number, batch in enumerate(source, 1):
+            for batch_number, batch in enumerate(batches, done + 1):
                 state.batch = batch_number
                 for method in begin:
                     method(batch_number, {"batch": batch_number})
@@ -239,6 +288,36 @@ class Loop:
                 for method in end:
                     method(batch_number, {"batch": batch_number, "time": time.perf_counter() - started})
         return predictions, truths
+
+
+def _continue(source: Iterable[Any], done: int, epoch_rng: dict[str, Any] | None) -> Iterator[Any]:
+    """The batches of an epoch after the first ``done``, drawn as the uninterrupted epoch drew them.
+
+    The source is iterated from the generators' states of the epoch's start (so a shuffle, a
+    DataLoader's sampler and worker seeds repeat exactly), the done batches are skipped (cheaply when
+    the source supports ``skip_next_epoch``, else by reading them), and the generators are then put back
+    in the state the checkpoint left them in, for the rest of the epoch's random draws.
+    """
+    now = capture_rng()
+    if epoch_rng is not None:
+        restore_rng(epoch_rng)
+    skip = getattr(source, "skip_next_epoch", None)
+    if skip is not None:
+        skip(done)
+        iterator = iter(source)
+    else:
+        iterator = iter(source)
+        for _ in range(done):
+            next(iterator, None)
+    first = next(iterator, _END)
+    restore_rng(now)
+    if first is _END:
+        return
+    yield first
+    yield from iterator
+
+
+_END = object()
 
 
 def learning_rates(optimizer: torch.optim.Optimizer | None) -> dict[str, float]:

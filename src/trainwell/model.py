@@ -20,6 +20,7 @@ from trainwell.loop import Loop, LoopState, source_length
 from trainwell.metrics.resolve import check_unique_names, resolve_batch_metrics, resolve_epoch_metrics
 from trainwell.model_helpers import dataset_argument, iterable_argument, pair_argument, tensor_dataset
 from trainwell.model_inference import EvaluateAndPredict
+from trainwell.model_state import TrainingState
 from trainwell.model_storage import WeightsAndDevices
 from trainwell.registry import resolve_loss, resolve_optimizer
 from trainwell.steps import Steps
@@ -28,7 +29,7 @@ from trainwell.validation import check_positive_int
 __all__ = ["Model"]
 
 
-class Model(EvaluateAndPredict, WeightsAndDevices):
+class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
     """A network with its optimizer, loss and metrics: ``fit`` trains it, ``evaluate``/``predict`` use it.
 
     Args:
