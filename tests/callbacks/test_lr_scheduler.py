@@ -112,11 +112,18 @@ def _fit(model, callbacks, *, epochs, initial_epoch=1, batches_per_step=1, batch
     x, y = _data()
     updates = []
     group = model.optimizer.param_groups[0]
-    model._steps.before_optimizer_step.append(lambda: updates.append((group["lr"], group["momentum"])))
-    history = model.fit(
-        x, y, validation_data=(x, y) if validation else None, batch_size=batch_size, epochs=epochs,
-        initial_epoch=initial_epoch, batches_per_step=batches_per_step, verbose=False, callbacks=callbacks,
-    )  # fmt: skip
+
+    def record():
+        updates.append((group["lr"], group["momentum"]))
+
+    model._steps.before_optimizer_step.append(record)
+    try:
+        history = model.fit(
+            x, y, validation_data=(x, y) if validation else None, batch_size=batch_size, epochs=epochs,
+            initial_epoch=initial_epoch, batches_per_step=batches_per_step, verbose=False, callbacks=callbacks,
+        )  # fmt: skip
+    finally:
+        model._steps.before_optimizer_step.remove(record)
     return history, updates
 
 

@@ -377,7 +377,7 @@ class ReduceLROnPlateau(SchedulerCallback):
             raise ValueError(f"`patience` must be an int >= 0. Received: patience={patience!r}.")
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"`threshold_mode` must be 'rel' or 'abs'. Received: threshold_mode={threshold_mode!r}.")
-        self.options = {
+        self.options: dict[str, Any] = {
             "mode": self.monitor.mode,
             "factor": factor,
             "patience": patience,
