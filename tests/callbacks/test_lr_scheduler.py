@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from safetensors import safe_open
 from torch import nn
 from torch.optim import lr_scheduler as torch_schedulers
 
@@ -237,6 +238,18 @@ def test_resuming_from_a_saved_state_continues_the_same_rates(case, tmp_path):
     assert [logs["epoch"] for logs in rest] == [3, 4]
     assert [logs["lr"] for logs in rest] == [logs["lr"] for logs in whole[2:]]
     assert first_updates + rest_updates == whole_updates
+
+
+def test_save_state_and_load_state_use_a_real_file(tmp_path):
+    trained = StepLR(step_size=1, gamma=0.5)
+    _fit(_model(), [trained], epochs=2)
+    trained.save_state(tmp_path / "step.safetensors")
+    with safe_open(tmp_path / "step.safetensors", "pt") as file:  # plain safetensors + JSON, no pickle
+        assert json.loads(file.metadata()["trainwell_state"])["class"] == "StepLR"
+    resumed = StepLR(step_size=1, gamma=0.5)
+    resumed.load_state(tmp_path / "step.safetensors")
+    history, _ = _fit(_model(), [resumed], epochs=3, initial_epoch=3)
+    assert [logs["lr"] for logs in history] == [0.025]
 
 
 def test_state_before_training_is_empty_and_a_loaded_state_is_kept_until_used():

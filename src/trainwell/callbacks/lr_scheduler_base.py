@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from trainwell.callbacks.base import Callback
+from trainwell.checkpoint import PathOrFile
 
 __all__ = [
     "STEP_EVERY",
@@ -146,7 +147,10 @@ class SchedulerCallback(Callback):
     Args:
         step_every: ``'epoch'`` steps the scheduler at the end of every epoch; ``'step'`` after every
             optimizer update (every ``batches_per_step`` batches, and once more for an epoch's last,
-            incomplete accumulation), which is what per-batch warm-up and annealing need.
+            incomplete accumulation), which is what per-batch warm-up and annealing need. That last
+            update is made after the epoch's last batch ends, so the scheduler steps for it in
+            ``on_epoch_end``, after the loop has logged the epoch's ``lr``: the logged rate is then the
+            one that update used.
 
     Attributes:
         scheduler: the scheduler, or None before training starts.
@@ -229,6 +233,18 @@ class SchedulerCallback(Callback):
             self._pending_state = state
         else:
             self._restore(state)
+
+    def save_state(self, f: PathOrFile) -> None:
+        """Writes :meth:`state_dict` to a file or path, without pickle (as Poutyne's ``save_state`` does with it)."""
+        from trainwell.checkpoint import save_state
+
+        save_state(f, self.state_dict())
+
+    def load_state(self, f: PathOrFile) -> None:
+        """Reads a state written by :meth:`save_state` and loads it."""
+        from trainwell.checkpoint import load_state
+
+        self.load_state_dict(load_state(f))
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         self.scheduler.load_state_dict(decode_state(state["scheduler"]))
