@@ -288,3 +288,19 @@ def test_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     with pytest.raises(ImportError, match=r"TensorBoardGradientTracker needs the `tensorboard` package"):
         TensorBoardGradientTracker(tmp_path)
+
+
+@pytest.mark.parametrize("make", [CollectStatistics, MemoryGradientNormLogger])
+def test_gradients_are_read_without_a_host_sync_per_step(make):
+    from tests.sync_guard import SyncGuard
+
+    def count_syncs(num_samples):
+        callback = make()
+        with SyncGuard(strict=False) as guard:
+            _fit([callback], n=num_samples, batch_size=2)
+        return len(guard.calls), callback
+
+    (few, short), (many, long) = count_syncs(4), count_syncs(40)
+    assert few == many  # host reads at epoch end only, whatever the number of steps
+    if isinstance(long, MemoryGradientNormLogger):
+        assert len(short.history) == 2 and len(long.history) == 20
