@@ -290,9 +290,12 @@ class SequentialLR(SchedulerCallback):
     """
 
     def __init__(
-        self, schedulers: Sequence[SchedulerCallback | SchedulerFactory], milestones: Sequence[int], *,
+        self,
+        schedulers: Sequence[SchedulerCallback | SchedulerFactory],
+        milestones: Sequence[int],
+        *,
         step_every: str = "epoch",
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(step_every)
         self.schedulers = _check_children(schedulers, "SequentialLR", self.step_every)
         if not isinstance(milestones, Sequence) or not all(isinstance(step, int) for step in milestones):
