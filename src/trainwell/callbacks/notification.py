@@ -1,0 +1,285 @@
+"""Messages about a run, sent to a chat or a log: ``NotificationCallback`` and notificators.
+
+A notificator is any object with ``send_notification(message, subject=None)`` (Poutyne's interface,
+which the ``notif`` package's notificators follow). Two come with trainwell and need no extra package:
+:class:`WebhookNotificator` POSTs JSON to an incoming webhook (Slack, Discord, Mattermost, Teams
+connectors, or your own endpoint) and :class:`LoggingNotificator` writes to Python logging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import urllib.parse
+import urllib.request
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from numbers import Real
+from typing import Any
+
+from trainwell.callbacks.base import HOOKS, Callback
+from trainwell.validation import check_positive_int
+
+__all__ = ["LoggingNotificator", "NotificationCallback", "Notificator", "WebhookNotificator", "format_logs"]
+
+_DISCORD_HOSTS = ("discord.com", "discordapp.com")
+
+
+class Notificator(ABC):
+    """Sends a message somewhere: a chat, a mailbox, a log.
+
+    Subclasses implement :meth:`send_notification` and raise when sending fails;
+    :class:`NotificationCallback` turns those errors into a single warning.
+    """
+
+    @abstractmethod
+    def send_notification(self, message: str, subject: str | None = None) -> None:
+        """Sends ``message``, under ``subject`` when given (a title line for chats)."""
+
+
+def _join(message: str, subject: str | None) -> str:
+    return "\n".join(part for part in (subject, message) if part)
+
+
+def _redacted(url: str) -> str:
+    """A webhook URL without its path and query, which usually hold the secret token."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/..."
+
+
+class WebhookNotificator(Notificator):
+    r"""POSTs each notification as JSON to an incoming-webhook URL, with the standard library only.
+
+    The default body is ``{"text": "<subject>\n<message>"}``, which Slack, Mattermost, Rocket.Chat and
+    Teams incoming-webhook connectors accept; Discord URLs get ``{"content": ...}`` instead. Any other
+    shape (Teams workflows, ntfy, your own service) is one ``payload`` function away.
+
+    Args:
+        url: the ``http://`` or ``https://`` webhook URL. It usually contains a secret: it is never shown
+            in full in reprs or warnings.
+        timeout: seconds to wait for the server before giving up on one notification.
+        message_key: the JSON key of the text (default: ``'content'`` for Discord, ``'text'`` otherwise).
+        payload: a function ``payload(message, subject) -> dict`` building the JSON body; replaces the default.
+        headers: extra HTTP headers (an authorization token, for instance).
+
+    Raises:
+        urllib.error.URLError: from :meth:`send_notification`, when the server cannot be reached or
+            answers with an error status.
+
+    >>> notificator = WebhookNotificator('https://hooks.slack.com/services/T0/B0/secret')
+    >>> notificator
+    WebhookNotificator('https://hooks.slack.com/...')
+    >>> notificator.payload('loss: 0.12', 'Epoch 3/10 finished')
+    {'text': 'Epoch 3/10 finished\nloss: 0.12'}
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        message_key: str | None = None,
+        payload: Callable[[str, str | None], Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if not isinstance(url, str):
+            raise TypeError(f"`url` must be a webhook URL string. Received: url of type {type(url).__name__}.")
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme not in ("http", "https"):
+            # The URL itself is not shown: webhook URLs carry secrets, and error messages end up in logs.
+            raise ValueError(
+                f"`url` must be an http:// or https:// webhook URL. Received: a URL with scheme {scheme!r}. Copy "
+                "the full URL your chat service gives for an incoming webhook."
+            )
+        if message_key is not None and not isinstance(message_key, str):
+            raise TypeError(f"`message_key` must be a string or None. Received: message_key={message_key!r}.")
+        if isinstance(timeout, bool) or not isinstance(timeout, Real) or not timeout > 0:
+            raise ValueError(f"`timeout` must be a positive number of seconds. Received: timeout={timeout!r}.")
+        if payload is not None and not callable(payload):
+            raise TypeError(f"`payload` must be a function (message, subject) -> dict. Received: payload={payload!r}.")
+        host = urllib.parse.urlsplit(url).hostname or ""
+        is_discord = host.endswith(_DISCORD_HOSTS)
+        self.url: str = url
+        self.timeout: float = float(timeout)
+        self.message_key: str = message_key or ("content" if is_discord else "text")
+        self.build_payload: Callable[[str, str | None], Mapping[str, Any]] | None = payload
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({_redacted(self.url)!r})"
+
+    def payload(self, message: str, subject: str | None = None) -> dict[str, Any]:
+        """The JSON body sent for one notification."""
+        if self.build_payload is not None:
+            return dict(self.build_payload(message, subject))
+        return {self.message_key: _join(message, subject)}
+
+    def send_notification(self, message: str, subject: str | None = None) -> None:
+        """POSTs the notification; raises ``urllib.error.URLError`` (or ``HTTPError``) when it fails."""
+        from trainwell import __version__
+
+        body = json.dumps(self.payload(message, subject)).encode("utf-8")
+        headers = {"Content-Type": "application/json", "User-Agent": f"trainwell/{__version__}", **self.headers}
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # the scheme is checked: http(s) only
+            response.read()
+
+
+class LoggingNotificator(Notificator):
+    """Writes each notification to a Python logger (to a file, syslog, or a handler of your own).
+
+    Args:
+        logger: a ``logging.Logger`` or the name of one.
+        level: the level of the records (``logging.INFO`` by default).
+
+    >>> LoggingNotificator('trainwell.notifications').send_notification('loss: 0.12', 'Epoch 1/3 finished')
+    """
+
+    def __init__(self, logger: logging.Logger | str = "trainwell.notifications", level: int = logging.INFO) -> None:
+        if not isinstance(logger, (logging.Logger, str)):
+            raise TypeError(
+                f"`logger` must be a logging.Logger or a logger name. Received: logger of type {type(logger).__name__}."
+            )
+        if isinstance(level, bool) or not isinstance(level, int):
+            raise TypeError(f"`level` must be a logging level such as logging.INFO. Received: level={level!r}.")
+        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+        self.level = level
+
+    def send_notification(self, message: str, subject: str | None = None) -> None:
+        """Logs ``subject`` and ``message`` as one record."""
+        self.logger.log(self.level, "%s", _join(message, subject))
+
+
+def format_value(key: str, value: Any) -> str:
+    """One log value for a human: 5 significant digits, seconds for times.
+
+    >>> format_value('loss', 0.123456789), format_value('acc', 97.5), format_value('time', 3.21)
+    ('0.12346', '97.5', '3.2 s')
+    """
+    if isinstance(value, Real) and not isinstance(value, bool):
+        number = float(value)
+        if key == "time" or key.endswith("_time"):
+            return format_duration(number)
+        return f"{number:.5g}" if not number.is_integer() or abs(number) >= 1e6 else str(int(number))
+    return str(value)
+
+
+def format_duration(seconds: float) -> str:
+    """A duration in the largest fitting units.
+
+    >>> format_duration(3.21), format_duration(125), format_duration(7384)
+    ('3.2 s', '2 min 05 s', '2 h 03 min')
+    """
+    if not math.isfinite(seconds) or seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def format_logs(logs: Mapping[str, Any], skip: tuple[str, ...] = ("epoch",)) -> str:
+    """Logs as ``name: value`` lines, in their order.
+
+    >>> print(format_logs({'epoch': 2, 'loss': 0.5, 'val_acc': 87.25, 'time': 1.5}))
+    loss: 0.5
+    val_acc: 87.25
+    time: 1.5 s
+    """
+    return "\n".join(f"{key}: {format_value(key, value)}" for key, value in logs.items() if key not in skip)
+
+
+class NotificationCallback(Callback):
+    """Sends a notification when training starts, every ``alert_frequency`` epochs, at its end, after ``evaluate``.
+
+    Epoch notifications list the epoch's values (``loss``, metrics, ``val_`` values, ``lr``, time).
+    Notifying never stops training: when the notificator raises (network down, bad URL), the callback
+    warns once, counts the failures in :attr:`failures`, and keeps going.
+
+    Args:
+        notificator: any object with ``send_notification(message, subject=None)``: a
+            :class:`WebhookNotificator`, a :class:`LoggingNotificator`, a ``notif`` notificator...
+        alert_frequency: send the epoch notification every this many epochs.
+        experiment_name: shown in brackets at the start of every subject.
+
+    >>> callback = NotificationCallback(LoggingNotificator(), alert_frequency=5, experiment_name='mnist')
+    """
+
+    def __init__(self, notificator: Any, alert_frequency: int = 1, experiment_name: str | None = None) -> None:
+        if not callable(getattr(notificator, "send_notification", None)):
+            raise TypeError(
+                "`notificator` must have a send_notification(message, subject=None) method. Received: notificator "
+                f"of type {type(notificator).__name__}. Use WebhookNotificator(url) or LoggingNotificator()."
+            )
+        check_positive_int(alert_frequency, "alert_frequency")
+        if experiment_name is not None and not isinstance(experiment_name, str):
+            raise TypeError(
+                f"`experiment_name` must be a string or None. Received: experiment_name={experiment_name!r}."
+            )
+        self.notificator = notificator
+        self.alert_frequency = alert_frequency
+        self.experiment_name = experiment_name
+        self.failures = 0
+        self._started: float | None = None
+        self._last_logs: Mapping[str, Any] = {}
+
+    def _subject(self, event: str) -> str:
+        return f"[{self.experiment_name}] {event}" if self.experiment_name else event
+
+    def notify(self, event: str, message: str = "") -> None:
+        """Sends ``message`` under the subject ``event``; a failure warns once and never raises."""
+        try:
+            # `subject` by keyword: Poutyne-style notificators declare it keyword-only.
+            self.notificator.send_notification(message, subject=self._subject(event))
+        except Exception as error:  # any notificator error: training matters more than its news
+            self.failures += 1
+            if self.failures == 1:
+                warnings.warn(
+                    f"NotificationCallback: {self.notificator!r} failed to send a notification "
+                    f"({type(error).__name__}: {error}). Training goes on; later failures are only counted "
+                    "in `failures`.",
+                    stacklevel=2,
+                )
+
+    def on_train_begin(self, logs: Mapping[str, Any]) -> None:
+        """Sends 'Training started' with the number of epochs and batches."""
+        self._started = time.perf_counter()
+        params = getattr(self, "params", {})
+        details = {
+            "epochs": params.get("epochs"),
+            "batches per epoch": params.get("steps"),
+            "validation batches": params.get("valid_steps"),
+        }
+        self.notify("Training started", "\n".join(f"{key}: {value}" for key, value in details.items() if value))
+
+    def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:
+        """Every ``alert_frequency`` epochs, sends the epoch's values."""
+        self._last_logs = logs
+        if epoch_number % self.alert_frequency == 0:
+            epochs = getattr(self, "params", {}).get("epochs")
+            event = f"Epoch {epoch_number}/{epochs} finished" if epochs else f"Epoch {epoch_number} finished"
+            self.notify(event, format_logs(logs))
+
+    def on_train_end(self, logs: Mapping[str, Any]) -> None:
+        """Sends 'Training finished' with the duration and the last epoch's values."""
+        lines = []
+        if self._started is not None:
+            lines.append(f"duration: {format_duration(time.perf_counter() - self._started)}")
+        if "epoch" in self._last_logs:
+            lines.append(f"last epoch: {self._last_logs['epoch']}")
+        lines.append(format_logs(self._last_logs))
+        self.notify("Training finished", "\n".join(line for line in lines if line))
+
+    def on_test_end(self, logs: Mapping[str, Any]) -> None:
+        """Sends 'Testing finished' with the ``test_`` values."""
+        self.notify("Testing finished", format_logs(logs))
+
+    if "on_exception" in HOOKS:  # pragma: no cover - active once the loop reports failures (see the report)
+
+        def on_exception(self, exception: BaseException) -> None:
+            """Sends 'Training failed' with the error."""
+            self.notify("Training failed", f"{type(exception).__name__}: {exception}")
