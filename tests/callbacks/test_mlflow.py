@@ -15,7 +15,8 @@ from torch import nn
 
 from trainwell import Callback, Model
 from trainwell.callbacks.base import HOOKS
-from trainwell.callbacks.mlflow import MLFlowLogger, resolve_tracking_uri
+from trainwell.callbacks.mlflow import MLFlowLogger
+from trainwell.callbacks.mlflow_helpers import resolve_tracking_uri
 from trainwell.checkpoint import load_state, save_state
 
 mlflow = pytest.importorskip("mlflow")
@@ -158,6 +159,44 @@ def test_resumed_training_logs_into_the_same_run(store, tmp_path):
     assert run.info.status == "FINISHED"
     assert _history(client, run.info.run_id, "loss") == [(epoch["epoch"], epoch["loss"]) for epoch in history]
     assert run.data.params["epochs"] == "2"
+
+
+class CrashAfterCheckpoint(Callback):
+    """Checkpoints the model and the logger after batch 2 of epoch 2, then crashes during batch 3."""
+
+    def __init__(self, logger, path):
+        self.logger, self.path = logger, path
+
+    def on_train_batch_end(self, batch_number, logs):
+        if self.model.state.epoch == 2 and batch_number == 2:
+            save_state(self.path, {"model": self.model.training_state(), "logger": self.logger.state_dict()})
+        if self.model.state.epoch == 2 and batch_number == 3:
+            raise RuntimeError("crash")
+
+
+def test_mid_epoch_resume_leaves_no_gap_in_batch_values(store, tmp_path):
+    client, uri = store
+    x, y = _data()
+    uninterrupted = MLFlowLogger("batches-uninterrupted", uri, batch_granularity=True)
+    _model().fit(x, y, batch_size=4, epochs=3, verbose=False, callbacks=[uninterrupted])
+
+    first = MLFlowLogger("batches-resumed", uri, batch_granularity=True)
+    with pytest.raises(RuntimeError, match="crash"):
+        _model().fit(
+            x, y, batch_size=4, epochs=3, verbose=False, callbacks=[first, CrashAfterCheckpoint(first, tmp_path / "c")]
+        )
+    checkpoint = load_state(tmp_path / "c")
+    model = _model()
+    initial_epoch = model.restore_training_state(checkpoint["model"])
+    second = MLFlowLogger("batches-resumed", uri, batch_granularity=True)
+    second.load_state_dict(checkpoint["logger"])
+    model.fit(x, y, batch_size=4, epochs=3, initial_epoch=initial_epoch, verbose=False, callbacks=[second])
+
+    expected = _history(client, uninterrupted.run_id, "batch_loss")
+    assert [step for step, _ in expected] == list(range(1, 10))
+    # trainwell's resume is exact, so the resumed run's values are the uninterrupted run's, bit for bit.
+    assert _history(client, second.run_id, "batch_loss") == expected
+    assert _history(client, second.run_id, "loss") == _history(client, uninterrupted.run_id, "loss")
 
 
 def test_restored_run_missing_from_the_store_is_a_clear_error(store):

@@ -14,104 +14,32 @@ down, and a run silently marked FINISHED after a crash would be worse than one l
 from __future__ import annotations
 
 import os
-import re
-import time
 import warnings
 from collections.abc import Mapping, Sequence
-from numbers import Real
 from types import TracebackType
 from typing import Any
 
 import torch
 
 from trainwell.callbacks.base import HOOKS, Callback
+from trainwell.callbacks.mlflow_helpers import (
+    callable_name,
+    encode_float,
+    flatten_params,
+    import_mlflow,
+    metric_value,
+    now_ms,
+    resolve_tracking_uri,
+    safe_key,
+)
 
-__all__ = ["MLFlowLogger", "import_mlflow"]
+__all__ = ["MLFlowLogger"]
 
 _END_STATUSES = ("FINISHED", "FAILED", "KILLED")
 # Optimizer constructor flags that choose an implementation, not the optimization: noise in a params table.
 _IMPLEMENTATION_FLAGS = frozenset({"foreach", "fused", "capturable", "differentiable"})
-# MLflow accepts letters, digits, '_', '-', '.', ' ', '/' and ':' in keys; anything else would be rejected.
-_UNSAFE_KEY_CHARACTERS = re.compile(r"[^\w\-. /:]")
 # Batch values are sent with the next epoch's values, or sooner once this many wait (MLflow's batch limit).
 _MAX_BUFFERED_METRICS = 1000
-
-
-def import_mlflow(owner: str) -> Any:
-    """The ``mlflow`` module, or an ImportError naming the extra to install."""
-    try:
-        import mlflow
-        import mlflow.entities
-        import mlflow.exceptions
-        import mlflow.tracking
-    except ImportError as error:
-        raise ImportError(
-            f"{owner} needs MLflow, which is not installed. Install it with `pip install 'trainwell[mlflow]'` "
-            "(or `pip install mlflow`)."
-        ) from error
-    return mlflow
-
-
-def resolve_tracking_uri(tracking_uri: str | os.PathLike[str] | None) -> str | None:
-    """The MLflow URI for ``tracking_uri``: a ``.db`` file path becomes a SQLite URI, None stays None.
-
-    >>> resolve_tracking_uri('http://localhost:5000'), resolve_tracking_uri(None)
-    ('http://localhost:5000', None)
-    >>> resolve_tracking_uri('/tmp/runs.db')
-    'sqlite:////tmp/runs.db'
-    """
-    if tracking_uri is None:
-        return None
-    if not isinstance(tracking_uri, (str, os.PathLike)):
-        raise TypeError(
-            "`tracking_uri` must be a string such as 'sqlite:///mlflow.db' or 'http://host:5000', a path to a "
-            f"'.db' file, or None. Received: tracking_uri of type {type(tracking_uri).__name__}."
-        )
-    uri = os.fspath(tracking_uri)
-    if "://" not in uri and uri.endswith((".db", ".sqlite", ".sqlite3")):
-        return "sqlite:///" + os.path.abspath(uri)
-    return uri
-
-
-def metric_value(value: Any) -> float | None:
-    """``value`` as a float when it is a single number (Python, NumPy or a one-element tensor), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, Real):
-        return float(value)
-    item, numel = getattr(value, "item", None), getattr(value, "numel", None)
-    count = numel() if callable(numel) else getattr(value, "size", None)  # a tensor's numel(), an array's size
-    return float(item()) if callable(item) and count == 1 else None
-
-
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings and sequences as dotted keys.
-
-    >>> flatten_params({'optim': {'lr': 0.1, 'betas': [0.9, 0.99]}, 'seed': 1})
-    {'optim.lr': 0.1, 'optim.betas.0': 0.9, 'optim.betas.1': 0.99, 'seed': 1}
-    """
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, f"{name}."))
-        elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-            flat.update(flatten_params({str(index): item for index, item in enumerate(value)}, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def _key(name: str) -> str:
-    return _UNSAFE_KEY_CHARACTERS.sub("_", str(name))
-
-
-def _callable_name(function: Any) -> str:
-    return getattr(function, "__name__", None) or type(function).__name__
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class MLFlowLogger(Callback):
@@ -279,7 +207,7 @@ class MLFlowLogger(Callback):
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Logs several params at once."""
-        self._log_new_params({_key(name): str(value) for name, value in params.items()})
+        self._log_new_params({safe_key(name): str(value) for name, value in params.items()})
 
     def log_config_params(self, config_params: Mapping[str, Any]) -> None:
         """Logs a nested configuration as params with dotted keys (``{'optim': {'lr': 1}}`` -> ``optim.lr``)."""
@@ -300,20 +228,20 @@ class MLFlowLogger(Callback):
 
     def set_tag(self, key: str, value: Any) -> None:
         """Sets a tag on the run (tags, unlike params, can be overwritten)."""
-        self.client.set_tag(self.run_id, _key(key), str(value))
+        self.client.set_tag(self.run_id, safe_key(key), str(value))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Sets several tags on the run."""
-        run_tags = [self._mlflow.entities.RunTag(_key(key), str(value)) for key, value in tags.items()]
+        run_tags = [self._mlflow.entities.RunTag(safe_key(key), str(value)) for key, value in tags.items()]
         self.client.log_batch(self.run_id, tags=run_tags)
 
     def _metrics(self, values: Mapping[str, Any], step: int, prefix: str, skip: Sequence[str] = ()) -> list[Any]:
-        timestamp = _now_ms()
+        timestamp = now_ms()
         metrics = []
         for key, value in values.items():
             number = None if key in skip else metric_value(value)
             if number is not None:
-                metrics.append(self._mlflow.entities.Metric(_key(prefix + key), number, timestamp, step))
+                metrics.append(self._mlflow.entities.Metric(safe_key(prefix + key), number, timestamp, step))
         return metrics
 
     def _send(self, metrics: Sequence[Any]) -> None:
@@ -364,7 +292,7 @@ class MLFlowLogger(Callback):
                 found["optimizer.param_groups"] = len(optimizer.param_groups)
         loss_function = getattr(model, "loss_function", None)
         if loss_function is not None:
-            found["loss"] = _callable_name(loss_function)
+            found["loss"] = callable_name(loss_function)
         network = getattr(model, "network", None)
         if network is not None:
             found["network"] = type(network).__name__
@@ -418,8 +346,14 @@ class MLFlowLogger(Callback):
 
     # -- resume -------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The run id, so that a resumed training logs into the same run."""
-        return {"run_id": self._run_id}
+        """The run id, so that a resumed training logs into the same run, and the batch values not yet sent.
+
+        The batch values matter for checkpoints taken mid-epoch: without them, the batches before the
+        checkpoint would be missing from the run. They keep their timestamps, so values that did reach the
+        store before an interruption are recognized as duplicates by MLflow and stored once.
+        """
+        pending = [[metric.key, encode_float(metric.value), metric.timestamp, metric.step] for metric in self._pending]
+        return {"run_id": self._run_id, "pending_batch_metrics": pending}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Logs into the run of :meth:`state_dict` from now on."""
@@ -434,6 +368,10 @@ class MLFlowLogger(Callback):
             )
         self._run_id = run_id
         self._run_params = None
+        self._pending = [
+            self._mlflow.entities.Metric(key, float(value), int(timestamp), int(step))
+            for key, value, timestamp, step in state.get("pending_batch_metrics", [])
+        ]
 
 
 def _failure_status(exception: BaseException) -> str:
