@@ -90,7 +90,23 @@ def test_dataset_loader_kwargs_override_defaults():
     loader = dataset_loader(
         TensorDataset(torch.zeros(10)), batch_size=2, shuffle=True, dataloader_kwargs={"batch_size": 5}
     )
-    assert loader.batch_size == 5
+    assert [len(batch[0]) for batch in loader] == [5, 5]
+    generator = torch.Generator()
+    own = dataset_loader(TensorDataset(torch.arange(10)), batch_size=4, shuffle=True, dataloader_kwargs={
+        "generator": generator.manual_seed(1), "drop_last": True})  # fmt: skip
+    first = [batch[0].tolist() for batch in own]
+    generator.manual_seed(1)
+    assert [batch[0].tolist() for batch in own] == first and len(first) == 2  # the user's generator, drop_last
+
+
+def test_skippable_batch_sampler_skips_without_changing_the_order():
+    loader = dataset_loader(TensorDataset(torch.arange(20)), batch_size=3, shuffle=True)
+    torch.manual_seed(4)
+    full = [batch[0].tolist() for batch in loader]
+    torch.manual_seed(4)
+    loader.batch_sampler.skip_next_epoch(2)
+    assert [batch[0].tolist() for batch in loader] == full[2:]
+    assert len([batch for batch in loader]) == 7  # only one epoch is shortened
 
 
 def test_batch_size_and_device_helpers():

@@ -79,7 +79,38 @@ def _fit_loader(model, initial_epoch, callbacks):
     )
 
 
-@pytest.mark.parametrize("fit", [_fit_tensors, _fit_loader], ids=["tensors", "dataloader"])
+class CountingDataset(torch.utils.data.Dataset):
+    """Counts the samples read, to show that a resumed epoch does not load the batches already done."""
+
+    reads = 0
+
+    def __len__(self):
+        return len(_X)
+
+    def __getitem__(self, index):
+        CountingDataset.reads += 1
+        return _X[index], _Y[index]
+
+
+def _fit_dataset(model, initial_epoch, callbacks):
+    return model.fit_dataset(
+        CountingDataset(), TensorDataset(_X[:30], _Y[:30]), batch_size=8, epochs=EPOCHS, initial_epoch=initial_epoch,
+        verbose=False, callbacks=callbacks,
+    )  # fmt: skip
+
+
+def test_a_resumed_dataset_epoch_does_not_load_the_batches_already_done():
+    model = _model()
+    snapshotter = Snapshot(2, 5)
+    with pytest.raises(KeyboardInterrupt):
+        _fit_dataset(model, 1, [snapshotter])
+    resumed = _model()
+    CountingDataset.reads = 0
+    _fit_dataset(resumed, resumed.restore_training_state(snapshotter.snapshot), [])
+    assert CountingDataset.reads == (len(_X) - 5 * 8) + len(_X)  # the rest of epoch 2, then all of epoch 3
+
+
+@pytest.mark.parametrize("fit", [_fit_tensors, _fit_loader, _fit_dataset], ids=["tensors", "dataloader", "dataset"])
 @pytest.mark.parametrize("stop_at", [(2, 5), (1, 12), (2, None), (3, 1)])
 def test_a_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(fit, stop_at):
     reference, full_history = _train(fit)

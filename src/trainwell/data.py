@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from trainwell.utils import numpy_to_torch, torch_apply
 
 __all__ = [
     "IterableBatches",
+    "SkippableBatchSampler",
     "TensorBatches",
     "batch_size_of",
     "dataset_loader",
@@ -173,6 +174,19 @@ class IterableBatches:
             return self.steps
         return len(self.source)  # type: ignore[arg-type]
 
+    def skip_next_epoch(self, batches: int) -> bool:
+        """Asks the source to leave out the next epoch's first ``batches`` batches without loading them.
+
+        Returns:
+            Whether the source could (a loader built by ``fit_dataset``); otherwise the caller reads
+            and drops the batches.
+        """
+        sampler = getattr(self.source, "batch_sampler", None)
+        if self.steps is None and isinstance(sampler, SkippableBatchSampler):
+            sampler.skip_next_epoch(batches)
+            return True
+        return False
+
     def __iter__(self) -> Iterator[Any]:
         if self.steps is None:
             yield from self.source
@@ -194,6 +208,29 @@ class IterableBatches:
             produced += 1
             yield batch
         self._iterator = iterator
+
+
+class SkippableBatchSampler(BatchSampler):
+    """A ``BatchSampler`` whose next epoch can start after some batches, with the same sample order.
+
+    The sampler is iterated exactly as usual (a shuffle draws its permutation from the same random
+    state), and the indices of the skipped batches are dropped before any sample is loaded: a resumed
+    epoch over a ``Dataset`` continues at its next batch without reading the batches already trained.
+    """
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self._skip = 0
+
+    def skip_next_epoch(self, batches: int) -> None:
+        """Leaves out the next epoch's first ``batches`` batches."""
+        self._skip = batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        skip, self._skip = self._skip, 0
+        for index, batch in enumerate(super().__iter__()):
+            if index >= skip:
+                yield batch
 
 
 def dataset_loader(
@@ -223,6 +260,15 @@ def dataset_loader(
     if collate_fn is not None:
         kwargs["collate_fn"] = collate_fn
     kwargs.update(dataloader_kwargs or {})
+    if not ({"sampler", "batch_sampler"} & kwargs.keys()) and kwargs.get("batch_size") is not None:
+        # The same batches as DataLoader(shuffle=..., batch_size=...) would make, but resumable mid-epoch.
+        shuffled = kwargs.pop("shuffle")
+        order: Sampler[int] = (
+            RandomSampler(dataset, generator=kwargs.get("generator")) if shuffled else SequentialSampler(dataset)
+        )
+        kwargs["batch_sampler"] = SkippableBatchSampler(
+            order, kwargs.pop("batch_size"), bool(kwargs.pop("drop_last", False))
+        )
     return DataLoader(dataset, **kwargs)
 
 

@@ -302,11 +302,9 @@ def _continue(source: Iterable[Any], done: int, epoch_rng: dict[str, Any] | None
     if epoch_rng is not None:
         restore_rng(epoch_rng)
     skip = getattr(source, "skip_next_epoch", None)
-    if skip is not None:
-        skip(done)
-        iterator = iter(source)
-    else:
-        iterator = iter(source)
+    skipped = skip is not None and skip(done) is not False
+    iterator = iter(source)
+    if not skipped:
         for _ in range(done):
             next(iterator, None)
     first = next(iterator, _END)
