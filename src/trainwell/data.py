@@ -14,8 +14,8 @@ Every source is iterated once per epoch and reports its length (or None when it 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -263,8 +263,9 @@ def dataset_loader(
     if not ({"sampler", "batch_sampler"} & kwargs.keys()) and kwargs.get("batch_size") is not None:
         # The same batches as DataLoader(shuffle=..., batch_size=...) would make, but resumable mid-epoch.
         shuffled = kwargs.pop("shuffle")
+        sized = cast(Sized, dataset)  # a map-style dataset: dataset_argument checked it has a length
         order: Sampler[int] = (
-            RandomSampler(dataset, generator=kwargs.get("generator")) if shuffled else SequentialSampler(dataset)
+            RandomSampler(sized, generator=kwargs.get("generator")) if shuffled else SequentialSampler(sized)
         )
         kwargs["batch_sampler"] = SkippableBatchSampler(
             order, kwargs.pop("batch_size"), bool(kwargs.pop("drop_last", False))
