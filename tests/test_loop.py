@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -129,3 +130,36 @@ def test_state_reports_position_to_callbacks():
     model = Model(nn.Linear(3, 2), "sgd", "cross_entropy")
     model.fit(x, y, batch_size=4, epochs=2, verbose=False, callbacks=[Where()])
     assert positions == [("train", 1, 1, 1), ("train", 1, 2, 2), ("train", 2, 1, 3), ("train", 2, 2, 4)]
+
+
+def test_a_failing_run_calls_on_exception_instead_of_on_train_end():
+    class Watch(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_exception(self, exception):
+            self.seen.append(("exception", type(exception).__name__, str(exception)))
+
+        def on_train_end(self, logs):
+            self.seen.append(("train_end",))
+
+    class Broken(Callback):
+        def on_train_batch_end(self, batch_number, logs):
+            if batch_number == 2:
+                raise RuntimeError("broken callback")
+
+    class AlsoBroken(Callback):
+        def on_exception(self, exception):
+            raise ValueError("a bad handler must not hide the original error")
+
+    x, y = _data()
+    watch = Watch()
+    model = Model(nn.Linear(3, 2), "sgd", "cross_entropy")
+    with (
+        pytest.warns(UserWarning, match="AlsoBroken.on_exception raised ValueError"),
+        pytest.raises(RuntimeError, match="broken callback"),
+    ):
+        model.fit(x, y, batch_size=2, epochs=1, verbose=False, callbacks=[AlsoBroken(), Broken(), watch])
+    assert watch.seen == [("exception", "RuntimeError", "broken callback")]
+    model.fit(x, y, batch_size=2, epochs=1, verbose=False, callbacks=[watch])
+    assert watch.seen[-1] == ("train_end",)

@@ -143,6 +143,29 @@ class Loop:
             )
         self.owner.stop_training = False
         callbacks.on_train_begin({})
+        try:
+            self._epochs(train, valid, epochs, initial_epoch, batches_per_step, callbacks, resume, history)
+        except BaseException as error:
+            # on_train_end is for runs that end well: callbacks learn why this one stops (a logger marks
+            # its run failed, a notifier reports it) before the error propagates.
+            self.state.phase = None
+            callbacks.on_exception(error)
+            raise
+        self.state.phase = None
+        callbacks.on_train_end({})
+        return history
+
+    def _epochs(
+        self,
+        train: Iterable[Any],
+        valid: Iterable[Any] | None,
+        epochs: int,
+        initial_epoch: int,
+        batches_per_step: int,
+        callbacks: CallbackList,
+        resume: ResumePoint | None,
+        history: list[dict[str, Any]],
+    ) -> None:
         for epoch in range(initial_epoch, epochs + 1):
             self.state.epoch = epoch
             self.state.epoch_done = False
@@ -163,9 +186,6 @@ class Loop:
             history.append(epoch_logs)
             if self.owner.stop_training:
                 break
-        self.state.phase = None
-        callbacks.on_train_end({})
-        return history
 
     def train_epoch(
         self,

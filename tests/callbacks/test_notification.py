@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from trainwell import Callback, Model
-from trainwell.callbacks.base import HOOKS
 from trainwell.callbacks.notification import (
     LoggingNotificator,
     NotificationCallback,
@@ -199,7 +198,6 @@ def test_poutyne_style_notificators_work():
     assert notificator.subjects == ["[p] Training started", "[p] Epoch 1/1 finished", "[p] Training finished"]
 
 
-@pytest.mark.skipif("on_exception" not in HOOKS, reason="the loop does not report failures to callbacks yet")
 def test_failed_training_is_notified():
     notificator = Collecting()
     with pytest.raises(RuntimeError, match="diverged"):

@@ -45,6 +45,7 @@ from trainwell.callbacks.lr_scheduler import (
 )
 from trainwell.callbacks.mlflow import MLFlowLogger
 from trainwell.callbacks.monitor import Monitor
+from trainwell.callbacks.notification import LoggingNotificator, NotificationCallback, Notificator, WebhookNotificator
 from trainwell.callbacks.periodic import PeriodicSaveCallback, PeriodicSaveLambda
 from trainwell.callbacks.policies import (
     OptimizerPolicy,
@@ -82,12 +83,15 @@ __all__ = [
     "LambdaCallback",
     "LambdaLR",
     "LinearLR",
+    "LoggingNotificator",
     "MLFlowLogger",
     "MemoryGradientNormLogger",
     "ModelCheckpoint",
     "Monitor",
     "MultiStepLR",
     "MultiplicativeLR",
+    "NotificationCallback",
+    "Notificator",
     "OneCycleLR",
     "OptimizerCheckpoint",
     "OptimizerPolicy",
@@ -105,6 +109,7 @@ __all__ = [
     "TensorBoardGradientTracker",
     "TensorBoardLogger",
     "TerminateOnNaN",
+    "WebhookNotificator",
     "cosinespace",
     "linspace",
     "one_cycle_phases",

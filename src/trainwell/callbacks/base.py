@@ -22,6 +22,7 @@ __all__ = ["HOOKS", "Callback", "CallbackList"]
 HOOKS = (
     "on_train_begin",
     "on_train_end",
+    "on_exception",
     "on_epoch_begin",
     "on_epoch_end",
     "on_train_batch_begin",
@@ -104,6 +105,13 @@ class Callback:
 
     def on_train_end(self, logs: Mapping[str, Any]) -> None:
         """Called once after the last epoch."""
+
+    def on_exception(self, exception: BaseException) -> None:
+        """Called when training raises (KeyboardInterrupt included), before the error propagates.
+
+        ``on_train_end`` is not called then: this is where a logger marks its run as failed or a
+        notifier reports the error.
+        """
 
     def on_epoch_begin(self, epoch_number: int, logs: Mapping[str, Any]) -> None:
         """Called at the start of each epoch (numbered from 1)."""
@@ -205,6 +213,22 @@ class CallbackList:
         """Calls ``hook`` with ``args`` on every callback that overrides it."""
         for method in self.listeners[hook]:
             method(*args)
+
+    def on_exception(self, exception: BaseException) -> None:
+        """Tells every listening callback that the run raised ``exception``.
+
+        A callback's own error here only warns, so that every callback hears of the failure and the
+        original error is the one that propagates.
+        """
+        for method in self.listeners["on_exception"]:
+            try:
+                method(exception)
+            except Exception as error:
+                warnings.warn(
+                    f"{type(method.__self__).__name__}.on_exception raised {type(error).__name__}: {error} while "
+                    f"handling {type(exception).__name__}; the original error propagates.",
+                    stacklevel=2,
+                )
 
     def __getattr__(self, hook: str) -> Any:
         if hook in HOOKS:

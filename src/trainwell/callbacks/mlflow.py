@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from trainwell.callbacks.base import HOOKS, Callback
+from trainwell.callbacks.base import Callback
 from trainwell.callbacks.mlflow_helpers import (
     callable_name,
     encode_float,
@@ -338,11 +338,15 @@ class MLFlowLogger(Callback):
         if self.terminate_on_end:
             self.end_run("FINISHED")
 
-    if "on_exception" in HOOKS:  # pragma: no cover - active once the loop reports failures (see the report)
+    def on_exception(self, exception: BaseException) -> None:
+        """Ends the run as FAILED (KILLED when interrupted) when training raises.
 
-        def on_exception(self, exception: BaseException) -> None:
-            """Ends the run as FAILED (KILLED on KeyboardInterrupt) when a run raises."""
-            self.end_run(_failure_status(exception))
+        The batch values not yet sent are dropped: those before the last checkpoint are in its state
+        (``state_dict``) and those after it are logged again by the resumed run, so sending them here
+        would record the same steps twice.
+        """
+        self._pending.clear()
+        self.end_run(_failure_status(exception))
 
     # -- resume -------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -375,4 +379,5 @@ class MLFlowLogger(Callback):
 
 
 def _failure_status(exception: BaseException) -> str:
-    return "KILLED" if isinstance(exception, KeyboardInterrupt) else "FAILED"
+    # Ctrl-C, and an Experiment's exit after saving a checkpoint on SIGINT/SIGTERM, are interruptions.
+    return "KILLED" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "FAILED"

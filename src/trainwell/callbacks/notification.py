@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from numbers import Real
 from typing import Any
 
-from trainwell.callbacks.base import HOOKS, Callback
+from trainwell.callbacks.base import Callback
 from trainwell.validation import check_positive_int
 
 __all__ = ["LoggingNotificator", "NotificationCallback", "Notificator", "WebhookNotificator", "format_logs"]
@@ -278,8 +278,6 @@ class NotificationCallback(Callback):
         """Sends 'Testing finished' with the ``test_`` values."""
         self.notify("Testing finished", format_logs(logs))
 
-    if "on_exception" in HOOKS:  # pragma: no cover - active once the loop reports failures (see the report)
-
-        def on_exception(self, exception: BaseException) -> None:
-            """Sends 'Training failed' with the error."""
-            self.notify("Training failed", f"{type(exception).__name__}: {exception}")
+    def on_exception(self, exception: BaseException) -> None:
+        """Sends 'Training failed' with the error."""
+        self.notify("Training failed", f"{type(exception).__name__}: {exception}")
