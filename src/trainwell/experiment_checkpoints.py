@@ -11,11 +11,12 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from trainwell.callbacks.base import Callback
 from trainwell.callbacks.monitor import Monitor
@@ -26,6 +27,7 @@ from trainwell.checkpoint_store import (
     list_checkpoints,
     read_checkpoint,
     remove_checkpoint,
+    set_aside,
     write_checkpoint,
 )
 
@@ -37,17 +39,43 @@ EXIT_CODES = {2: 130, 15: 143}  # SIGINT, SIGTERM: the shell's 128 + signal numb
 
 
 def read_state(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A checkpoint's metadata and its full training state (weights included), verified."""
+    """A checkpoint's metadata and its full training state (weights included), verified.
+
+    Raises:
+        CorruptCheckpointError: the files do not match the manifest, or are not the safetensors files
+            trainwell writes.
+    """
     meta, files = read_checkpoint(path)
-    state = load_state(io.BytesIO(files[STATE]))
-    state["network"] = load_tensors(io.BytesIO(files[WEIGHTS]))
+    state = _parse(path, files, STATE, load_state)
+    if not isinstance(state, dict):
+        raise CorruptCheckpointError(f"The checkpoint {path} is damaged: {STATE} holds no training state.")
+    state["network"] = _parse(path, files, WEIGHTS, load_tensors)
     return meta, state
 
 
 def load_weights_from(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """A checkpoint's metadata and weights, verified."""
+    """A checkpoint's metadata and weights, verified (see :func:`read_state`)."""
     meta, files = read_checkpoint(path)
-    return meta, load_tensors(io.BytesIO(files[WEIGHTS]))
+    return meta, _parse(path, files, WEIGHTS, load_tensors)
+
+
+def _parse(path: Path, files: Mapping[str, bytes], name: str, parse: Callable[[io.BytesIO], Any]) -> Any:
+    """Parses one verified file of a checkpoint; anything but trainwell's safetensors is refused, unread."""
+    data = files.get(name)
+    if data is None:
+        raise CorruptCheckpointError(f"The checkpoint {path} is damaged: its manifest does not list {name}.")
+    # trainwell writes only safetensors here. Anything else (a pickle, a torch zip) is refused before any
+    # parser sees it: load_state would hand it to torch.load, and a checkpoint never needs that.
+    header_length = int.from_bytes(data[:8], "little")
+    if len(data) < 10 or not 0 < header_length <= len(data) - 8 or data[8:9] != b"{":
+        raise CorruptCheckpointError(
+            f"The checkpoint {path} is damaged: {name} is not a safetensors file (trainwell checkpoints hold no "
+            "pickles), so it was not loaded."
+        )
+    try:
+        return parse(io.BytesIO(data))
+    except (ValueError, KeyError, TypeError, SafetensorError) as error:
+        raise CorruptCheckpointError(f"The checkpoint {path} is damaged: {name} cannot be parsed ({error}).") from error
 
 
 def _order(info: CheckpointInfo) -> tuple[int, int]:
@@ -57,20 +85,36 @@ def _order(info: CheckpointInfo) -> tuple[int, int]:
 
 def find_resume_point(directory: Path) -> tuple[CheckpointInfo, dict[str, Any]] | None:
     """The newest intact checkpoint and its state; damaged ones are set aside with a warning."""
-    for info in sorted(list_checkpoints(directory), key=_order, reverse=True):
+    candidates = []
+    for info in list_checkpoints(directory, include_unfinished=True):
+        if info.meta:
+            candidates.append(info)
+            continue
+        # Without a readable manifest there is no step to order it by: check it now, so that a damaged
+        # newest checkpoint is set aside (and reported) rather than silently skipped.
+        try:
+            read_checkpoint(info.path)
+        except CorruptCheckpointError as error:
+            _set_aside(info, error)
+            continue
+        candidates.append(info)
+    for info in sorted(candidates, key=_order, reverse=True):
         try:
             _, state = read_state(info.path)
-        except (CorruptCheckpointError, ValueError) as error:
-            aside = info.path.with_name(f"corrupt-{info.path.name}")
-            info.path.rename(aside)
-            warnings.warn(
-                f"{error} It was moved to {aside.name}; resuming from an older checkpoint.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+        except CorruptCheckpointError as error:
+            _set_aside(info, error)
             continue
         return info, state
     return None
+
+
+def _set_aside(info: CheckpointInfo, error: CorruptCheckpointError) -> None:
+    aside = set_aside(info.path)
+    warnings.warn(
+        f"{error} It was moved to {aside.name}; resuming from an older checkpoint, if any.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 class RunCheckpointer(Callback):
