@@ -162,3 +162,19 @@ def test_fit_must_start_where_the_snapshot_continues():
     assert fresh.restore_training_state(snapshotter.snapshot) == 2
     with pytest.raises(RuntimeError, match="continues epoch 2, but fit starts at epoch 1. Pass initial_epoch=2"):
         _fit_tensors(fresh, 1, [])
+
+
+def _fit_single_samples(model, initial_epoch, callbacks):
+    # Batches of one sample: 90 batches per epoch, so the tracker folds its sums (every 64 batches)
+    # on both sides of the snapshot.
+    return model.fit(_X, _Y, batch_size=1, epochs=2, initial_epoch=initial_epoch, verbose=False, callbacks=callbacks)
+
+
+@pytest.mark.parametrize("stop_at", [(1, 70), (2, 64), (2, 3)])
+def test_resuming_between_folds_of_the_running_sums_is_bit_exact(stop_at):
+    reference, full_history = _train(_fit_single_samples)
+    resumed, history = _train(_fit_single_samples, stop_at)
+    strip = [{k: v for k, v in entry.items() if k != "time"} for entry in history]
+    assert strip == [{k: v for k, v in entry.items() if k != "time"} for entry in full_history[-len(history) :]]
+    for name, tensor in reference.network.state_dict().items():
+        assert torch.equal(tensor, resumed.network.state_dict()[name]), name
