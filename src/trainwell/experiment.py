@@ -319,7 +319,9 @@ class Experiment(ModelBundle):
         monitor_metric: the epoch log deciding the best epoch (default ``'val_loss'``).
         monitor_mode: ``'min'`` or ``'max'`` (default: from the metric's name).
         task: ``'classif'`` (cross-entropy, accuracy, macro F1, monitors ``val_acc`` max) or ``'reg'``
-            (MSE, monitors ``val_loss`` min); explicit arguments win over the preset.
+            (MSE, monitors ``val_loss`` min); as in Poutyne, any word starting so ('classification',
+            'regression') works. Explicit arguments win over the preset; an explicit ``monitor_metric``
+            keeps its own mode (given, or inferred from its name).
 
     >>> import tempfile, torch
     >>> experiment = Experiment(tempfile.mkdtemp(), torch.nn.Linear(4, 3), task='classif')
@@ -351,14 +353,15 @@ def _model_from_network(
 ) -> tuple[Model, dict[str, Any]]:
     explicit_monitor = monitor_metric is not None
     if task is not None:
-        if task not in _PRESETS:
-            raise ValueError(f"`task` must be 'classif', 'reg' or None. Received: task={task!r}.")
-        preset = _PRESETS[task]
+        preset = _PRESETS[_preset_name(task)]
         loss_function = preset["loss_function"] if loss_function is None else loss_function
         batch_metrics = list(preset["batch_metrics"]) if batch_metrics is None else batch_metrics
         epoch_metrics = list(preset["epoch_metrics"]) if epoch_metrics is None else epoch_metrics
-        monitor_metric = monitor_metric or preset["monitor"][0]
-        monitor_mode = monitor_mode or preset["monitor"][1]
+        if monitor_metric is None:
+            # The preset's mode belongs to the preset's metric: an explicit monitor_metric keeps its own
+            # mode (given, or inferred from its name), so task='classif' with 'val_loss' still minimizes.
+            monitor_metric, preset_mode = preset["monitor"]
+            monitor_mode = monitor_mode or preset_mode
     model = Model(
         network, optimizer, loss_function, batch_metrics=batch_metrics, epoch_metrics=epoch_metrics, device=device
     )
@@ -370,6 +373,21 @@ def _model_from_network(
         "_explicit_monitor": explicit_monitor,
     }
     return model, options
+
+
+def _preset_name(task: Any) -> str:
+    """The preset a ``task`` names: as in Poutyne, any word starting with 'classif' or 'reg'."""
+    if not isinstance(task, str):
+        raise TypeError(
+            f"`task` must be a string such as 'classif' or 'reg'. Received: task of type {type(task).__name__}."
+        )
+    for name in _PRESETS:
+        if task.lower().startswith(name):
+            return name
+    raise ValueError(
+        f"`task` must be 'classif' or 'reg' (or a word starting so, like 'classification'), or None. "
+        f"Received: task={task!r}."
+    )
 
 
 class _MonitorOnly(Callback):

@@ -136,8 +136,11 @@ class ExperimentResults:
         """Whether this run's best epoch beats ``other``'s by the (shared) monitored metric."""
         if not isinstance(other, ExperimentResults):
             raise TypeError(f"`other` must be an Experiment. Received: other of type {type(other).__name__}.")
-        if other is self:
-            raise ValueError("is_better_than compares two runs: pass another experiment, not this one.")
+        # Two objects bound to one directory are one run: comparing it with itself answers nothing.
+        if other is self or Path(other.directory).resolve() == Path(self.directory).resolve():
+            raise ValueError(
+                f"is_better_than compares two runs: pass the experiment of another directory, not {self.directory}."
+            )
         mine, theirs = self.get_best_epoch_stats(), other.get_best_epoch_stats()
         column, other_column = self._monitored_column(mine), other._monitored_column(theirs)
         mode = infer_mode(column) if self.monitor_mode == "auto" else self.monitor_mode
