@@ -470,6 +470,23 @@ def test_nan_from_some_epoch_stops_and_keeps_the_last_good_checkpoint(tmp_path: 
     assert [row["epoch"] for row in _rows(tmp_path / "log.tsv")] == ["1", "2"]
 
 
+def test_a_nan_epoch_never_reaches_the_logs_even_without_step_checkpoints(tmp_path: Path) -> None:
+    dataset = _PoisonFrom(epoch=2)
+    experiment = Experiment(tmp_path, _network(), task="classif", optimizer=FAST_SGD)
+    with pytest.raises(FloatingPointError, match=r"NaN or infinite by epoch 2, step \d+: "):
+        experiment.train_dataset(
+            dataset,
+            TensorDataset(*_data(16)),
+            epochs=3,
+            batch_size=16,
+            verbose=False,
+            callbacks=[_EpochTeller(dataset)],
+            disable_tensorboard=True,
+        )
+    assert [row["epoch"] for row in _rows(tmp_path / "log.tsv")] == ["1"]  # the guard runs before the loggers
+    assert _checkpoint_names(tmp_path) == ["epoch_0001"] and _all_finite(tmp_path)
+
+
 def test_a_huge_learning_rate_stops_at_the_first_checkpoint_without_writing_it(tmp_path: Path) -> None:
     experiment = Experiment(tmp_path, nn.Linear(4, 1), task="reg", optimizer={"optim": "sgd", "lr": 1e30})
     x, _ = _data()

@@ -20,7 +20,7 @@ from trainwell.callbacks.base import Callback
 from trainwell.callbacks.csv_logger import CSVLogger
 from trainwell.callbacks.monitor import Monitor
 from trainwell.checkpoint_store import sweep_temporaries
-from trainwell.experiment_checkpoints import RunCheckpointer, find_resume_point
+from trainwell.experiment_checkpoints import FiniteGuard, RunCheckpointer, find_resume_point
 from trainwell.experiment_files import (
     check_same_configuration,
     configuration,
@@ -225,7 +225,7 @@ class ModelBundle(ExperimentResults):
                     *data,
                     epochs=epochs,
                     initial_epoch=initial_epoch,
-                    callbacks=[*saved_callbacks, checkpointer],
+                    callbacks=[FiniteGuard(checkpointer), *saved_callbacks, checkpointer],
                     **kwargs,
                 )
         finally:

@@ -31,7 +31,7 @@ from trainwell.checkpoint_store import (
     write_checkpoint,
 )
 
-__all__ = ["RunCheckpointer", "find_resume_point", "load_weights_from", "read_state"]
+__all__ = ["FiniteGuard", "RunCheckpointer", "find_resume_point", "load_weights_from", "read_state"]
 
 WEIGHTS = "weights.safetensors"
 STATE = "state.safetensors"
@@ -152,9 +152,11 @@ class RunCheckpointer(Callback):
         self.keep_only_last_best = keep_only_last_best
         self.extra = dict(extra)
         self.interrupted: int | None = None  # the signal number asking to stop
+        self.last_train_batch = 0
 
     # -- hooks ----------------------------------------------------------------------------------------------
     def on_train_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
+        self.last_train_batch = batch_number  # errors name the training step, not a validation batch
         state = self.model.state
         if self.model._steps.examples_in_step:
             return  # inside a gradient accumulation: wait for the optimizer step
@@ -174,6 +176,10 @@ class RunCheckpointer(Callback):
         self._exit_if_interrupted()
 
     # -- saving ---------------------------------------------------------------------------------------------
+    def check_finite(self) -> None:
+        """Raises FloatingPointError if the loss or the weights are NaN or infinite (one host transfer)."""
+        self._check_finite(f"epoch {self.model.state.epoch}, step {self.last_train_batch}")
+
     def _check_finite(self, where: str) -> None:
         tracker = self.model.state.tracker
         total = tracker.loss_total() if tracker is not None and tracker.with_loss else None
@@ -191,8 +197,7 @@ class RunCheckpointer(Callback):
 
     def _save(self, name: str, *, epoch_complete: bool, logs: Mapping[str, Any] | None, improved: bool = False) -> None:
         state = self.model.state
-        where = f"epoch {state.epoch}, step {state.batch}"
-        self._check_finite(where)
+        self.check_finite()
         snapshot = self.model.training_state()
         weights = snapshot.pop("network")
         snapshot["callbacks"] = [
@@ -260,6 +265,20 @@ class RunCheckpointer(Callback):
         self.history[:] = [dict(entry) for entry in state.get("history") or []]
         if self.monitor is not None and state.get("monitor") is not None:
             self.monitor.load_state_dict(state["monitor"])
+
+
+class FiniteGuard(Callback):
+    """Checks the loss and weights at the end of each epoch before any other callback sees the epoch.
+
+    It goes first, so a NaN epoch never reaches ``log.tsv``, TensorBoard or MLflow: the run stops with a
+    FloatingPointError naming the epoch and step, and the last good checkpoint is what remains.
+    """
+
+    def __init__(self, checkpointer: RunCheckpointer) -> None:
+        self.checkpointer = checkpointer
+
+    def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
+        self.checkpointer.check_finite()
 
 
 def _plain(logs: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainwell.callbacks.monitor import infer_mode
-from trainwell.checkpoint_store import MANIFEST, CheckpointInfo, list_checkpoints
+from trainwell.checkpoint_store import CheckpointInfo, list_checkpoints
 from trainwell.experiment_checkpoints import load_weights_from
 
 if TYPE_CHECKING:
     import pandas
 
 __all__ = ["ExperimentResults"]
+
+_EPOCH_NAME = re.compile(r"epoch_(\d+)")
 
 
 class ExperimentResults:
@@ -36,11 +39,15 @@ class ExperimentResults:
         return self.directory / "log.tsv"
 
     def _epoch_checkpoints(self) -> dict[int, CheckpointInfo]:
-        return {
-            int(info.meta["epoch"]): info
-            for info in list_checkpoints(self.checkpoints_directory)
-            if info.meta.get("epoch_complete") and "epoch" in info.meta
-        }
+        found = {}
+        for info in list_checkpoints(self.checkpoints_directory, include_unfinished=True):
+            if info.meta.get("epoch_complete") and "epoch" in info.meta:
+                found[int(info.meta["epoch"])] = info
+            elif not info.meta and (match := _EPOCH_NAME.fullmatch(info.path.name)):
+                # A damaged manifest: still listed under its epoch, so that loading it reports the damage
+                # instead of silently using another checkpoint.
+                found[int(match.group(1))] = info
+        return found
 
     def _best_epoch(self) -> int | None:
         # Every new best was flagged when written, so the latest flagged epoch is the best one.
@@ -84,7 +91,7 @@ class ExperimentResults:
             path = saved[checkpoint].path
         elif isinstance(checkpoint, (str, os.PathLike)):
             path = Path(checkpoint)
-            if not (path / MANIFEST).is_file():
+            if not path.is_dir():
                 self.model.load_weights(path, strict=strict)
                 if verbose:
                     print(f"Loaded the weights file {path}.")

@@ -55,3 +55,9 @@ def test_bad_arguments_are_named():
         Monitor("val_acc", "maximum")
     with pytest.raises(ValueError, match="`min_delta` must be a number >= 0"):
         Monitor("val_acc", min_delta=-1)
+
+
+def test_the_validation_hint_only_appears_without_validation_values():
+    monitor = Monitor("val_f1")
+    with pytest.raises(ValueError, match=r"Available keys: \['loss', 'val_loss'\]\.$"):
+        monitor.update({"epoch": 1, "loss": 1.0, "val_loss": 1.0})

@@ -135,37 +135,13 @@ DAMAGE_MESSAGE = {
     "garbled-manifest": r"epoch_0002 has no readable manifest.json",
     "missing-manifest": r"epoch_0002 has no readable manifest.json",
 }
-# Explicit loads by 'last' or epoch number find checkpoints through their manifests (experiment_results.py):
-# without a readable one, the checkpoint is not seen at all. Bugs outside this test's files, pinned here.
-LAST_SKIPS_IT = pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # DID NOT RAISE
-    reason="experiment_results._epoch_checkpoints lists only checkpoints with a readable manifest, so "
-    "load_checkpoint('last') silently loads epoch 1 when epoch 2's manifest is damaged",
-)
-EPOCH_NOT_FOUND = pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="experiment_results._epoch_checkpoints lists only checkpoints with a readable manifest, so "
-    "load_checkpoint(2) says 'No checkpoint of epoch 2' instead of reporting the damage",
-)
-PATH_WITHOUT_MANIFEST = pytest.mark.xfail(
-    strict=True,
-    raises=IsADirectoryError,
-    reason="experiment_results.load_checkpoint treats a directory without manifest.json as a weights file",
-)
 
 
 def _explicit_cases() -> list[Any]:
     cases = []
     for damage in DAMAGE:
         for which in ("last", 2, "path"):
-            marks: list[Any] = []
-            if damage in ("garbled-manifest", "missing-manifest") and which != "path":
-                marks = [LAST_SKIPS_IT if which == "last" else EPOCH_NOT_FOUND]
-            if damage == "missing-manifest" and which == "path":
-                marks = [PATH_WITHOUT_MANIFEST]
-            cases.append(pytest.param(damage, which, marks=marks, id=f"{damage}-{which}"))
+            cases.append(pytest.param(damage, which, id=f"{damage}-{which}"))
     return cases
 
 
@@ -338,8 +314,7 @@ def test_a_pickle_planted_in_any_file_is_never_run(
     with pytest.raises(CorruptCheckpointError, match=message):
         read_state(checkpoint)
     if file_name != STATE:  # loading weights reads the weights file (and verifies the manifest)
-        # (by epoch number, a checkpoint without a readable manifest is not found: see EPOCH_NOT_FOUND)
-        for which in ("path",) if file_name == MANIFEST else ("path", 2):
+        for which in ("path", 2):
             with pytest.raises(CorruptCheckpointError, match=message):
                 experiment.load_checkpoint(checkpoint if which == "path" else which)
     # Resuming refuses it too: set aside, and epoch 2 trained again from epoch 1.

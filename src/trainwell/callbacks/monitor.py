@@ -84,7 +84,7 @@ class Monitor:
         if self.monitor not in logs:
             available = sorted(key for key in logs if key not in ("epoch", "batch", "size"))
             hint = ""
-            if self.monitor.startswith("val_"):
+            if self.monitor.startswith("val_") and not any(key.startswith("val_") for key in logs):
                 hint = " Pass validation data to fit, or monitor a training value."
             raise ValueError(
                 f"{self.owner} monitors {self.monitor!r}, which is not in the logs. Available keys: {available}.{hint}"
