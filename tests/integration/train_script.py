@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-from trainwell import Callback
+from trainwell import Callback, CosineAnnealingLR, EarlyStopping
 from trainwell.experiment import Experiment
 
 if os.environ.get("NO_RNG_RESTORE"):
@@ -46,7 +46,9 @@ def main(directory: str) -> None:
         batch_size=16,
         verbose=False,
         checkpoint_every_n_steps=int(steps) if steps else None,
-        callbacks=[Slow()],
+        callbacks=[Slow(), EarlyStopping(monitor="val_loss", patience=10)],
+        # Stepped after every optimizer update: a mid-epoch resume must continue the schedule exactly.
+        lr_schedulers=[CosineAnnealingLR(T_max=60, eta_min=1e-4, step_every="step")],
         disable_tensorboard=True,
     )
     digest = hashlib.sha256()
