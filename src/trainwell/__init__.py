@@ -14,6 +14,7 @@ from trainwell.callbacks import (
     ClipNorm,
     ClipValue,
     ConstantLR,
+    ContinuePrompt,
     CosineAnnealingLR,
     CosineAnnealingWarmRestarts,
     CSVGradientNormLogger,
@@ -55,6 +56,7 @@ from trainwell.callbacks import (
     TensorBoardGradientTracker,
     TensorBoardLogger,
     TerminateOnNaN,
+    WebhookNotificator,
     cosinespace,
     linspace,
     one_cycle_phases,
@@ -63,6 +65,7 @@ from trainwell.callbacks import (
 from trainwell.checkpoint_store import CorruptCheckpointError
 from trainwell.experiment import Experiment, ModelBundle
 from trainwell.layers import Lambda
+from trainwell.lr_finder import LRFinderResult, find_lr
 from trainwell.metrics import (
     F1,
     MAE,
@@ -77,7 +80,9 @@ from trainwell.metrics import (
     SKLearnMetrics,
 )
 from trainwell.model import Model
-from trainwell.plotting import plot_history, plot_metric
+from trainwell.plotting import history_frame, plot_history, plot_metric
+from trainwell.search import Hyperparameter
+from trainwell.summary import Summary, materialize, summary
 from trainwell.utils import numpy_to_torch, set_seeds, torch_apply, torch_to, torch_to_numpy
 
 __version__ = "0.1.0"
@@ -99,6 +104,7 @@ __all__ = [
     "ClipNorm",
     "ClipValue",
     "ConstantLR",
+    "ContinuePrompt",
     "CorruptCheckpointError",
     "CosineAnnealingLR",
     "CosineAnnealingWarmRestarts",
@@ -112,6 +118,8 @@ __all__ = [
     "FBeta",
     "GradientNormLogger",
     "GradientTracker",
+    "Hyperparameter",
+    "LRFinderResult",
     "LRScheduler",
     "LRSchedulerCheckpoint",
     "Lambda",
@@ -144,6 +152,7 @@ __all__ = [
     "SequentialLR",
     "StateCheckpoint",
     "StepLR",
+    "Summary",
     "TensorBoardGradientNormLogger",
     "TensorBoardGradientTracker",
     "TensorBoardLogger",
@@ -151,13 +160,17 @@ __all__ = [
     "WebhookNotificator",
     "__version__",
     "cosinespace",
+    "find_lr",
+    "history_frame",
     "linspace",
+    "materialize",
     "numpy_to_torch",
     "one_cycle_phases",
     "plot_history",
     "plot_metric",
     "set_seeds",
     "sgdr_phases",
+    "summary",
     "torch_apply",
     "torch_to",
     "torch_to_numpy",

@@ -24,6 +24,7 @@ from trainwell.callbacks.gradients_norms import (
     MemoryGradientNormLogger,
     TensorBoardGradientNormLogger,
 )
+from trainwell.callbacks.interactive import ContinuePrompt
 from trainwell.callbacks.lambda_callback import LambdaCallback
 from trainwell.callbacks.lr_scheduler import (
     ChainedScheduler,
@@ -69,6 +70,7 @@ __all__ = [
     "ClipNorm",
     "ClipValue",
     "ConstantLR",
+    "ContinuePrompt",
     "CosineAnnealingLR",
     "CosineAnnealingWarmRestarts",
     "CyclicLR",
