@@ -59,7 +59,7 @@ def scenarios(smoke: bool = False) -> dict[str, Scenario]:
     a1 = Scenario("A1", "fit", "mlp", "tensors", a, 32, epochs, description="MLP 64-128-10, fit(x, y) in memory")
     a2 = replace(a1, name="A2", data="loader", description="MLP, DataLoader(shuffle=True)")
     cnn = Scenario("B", "fit", "cnn", "loader", b, 64, 1, description="CNN 1x28x28, DataLoader")
-    repeats = 1 if smoke else 10
+    repeats = 1 if smoke else 30
     ev = Scenario("C-evaluate", "evaluate", "mlp", "tensors", a, 256, repeats=repeats, description="evaluate")
     pr = Scenario("C-predict", "predict", "mlp", "tensors", a, 256, repeats=repeats, description="predict")
     gpu_a1 = replace(a1, name="D-A1", device="cuda", description="A1 on the GPU")

@@ -315,3 +315,11 @@ def test_ignored_labels_pass_the_target_check_and_are_left_out_of_accuracy(data)
     kept = padded != -100
     expected = (pred.argmax(1)[kept.numpy()] == padded[kept].numpy()).mean() * 100
     assert acc == pytest.approx(expected)
+
+
+def test_validation_labels_are_checked_against_the_validation_data(data):
+    x, y = data
+    bad = y.clone()
+    bad[-1] = 7  # out of range for 3 classes, only in the validation targets
+    with pytest.raises(ValueError, match=r"Class labels in `y` must lie in \[0, 2\].*labels from 0 to 7"):
+        _model().fit(x, y, validation_data=(x, bad), epochs=1, verbose=False)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from tests.sync_guard import SyncGuard
@@ -60,3 +61,46 @@ def test_training_metrics_build_no_autograd_graph():
     model = Model(nn.Linear(3, 2), "sgd", "cross_entropy", batch_metrics=[metric])
     model.fit(torch.randn(8, 3), torch.randint(0, 2, (8,)), batch_size=4, epochs=1, verbose=False)
     assert seen == [False, False]
+
+
+def test_hits_fast_path_gives_the_same_accuracy_as_the_counts_path():
+    from trainwell import Model, set_seeds
+
+    set_seeds(0)
+    x, y = torch.randn(203, 5), torch.randint(0, 4, (203,))
+    model = Model(torch.nn.Linear(5, 4), "sgd", "cross_entropy", batch_metrics=["accuracy", "top2"])
+    in_memory = model.evaluate(x, y, batch_size=16, verbose=False, return_dict_format=True)  # hits
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 203, 16)]
+    generator = model.evaluate_generator(batches, verbose=False, return_dict_format=True)  # counts
+    assert model._loop.state.tracker.targets_valid is False
+    for key in ("test_acc", "test_top2", "test_loss"):
+        assert in_memory[key] == pytest.approx(generator[key], abs=1e-9)
+
+
+def test_ignored_labels_keep_the_counts_path():
+    from trainwell import Model
+
+    x, y = torch.randn(40, 3), torch.randint(0, 3, (40,))
+    y[::4] = -100
+    model = Model(torch.nn.Linear(3, 3), "sgd", "cross_entropy", batch_metrics=["accuracy"])
+    logs = model.evaluate(x, y, batch_size=8, verbose=False, return_dict_format=True)
+    assert model._loop.state.tracker.targets_valid is False
+    with torch.no_grad():
+        predicted = model.network(x).argmax(1)
+    kept = y != -100
+    assert logs["test_acc"] == pytest.approx(100.0 * (predicted[kept] == y[kept]).float().mean().item(), abs=1e-4)
+
+
+def test_a_resumed_phase_keeps_the_hits_layout():
+    from trainwell.metrics.resolve import resolve_batch_metrics
+
+    tracker = MetricTracker(resolve_batch_metrics(["accuracy"], "batch_metrics"), [])
+    tracker.reset(targets_valid=True)
+    y_pred, y_true = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]), torch.tensor([1, 1, 1])
+    tracker.update(torch.tensor(0.5), y_pred, y_true, 3)
+    restored = MetricTracker(resolve_batch_metrics(["accuracy"], "batch_metrics"), [])
+    restored.reset()
+    restored.load_state_dict(tracker.state_dict())
+    tracker.update(torch.tensor(0.7), y_pred, y_true, 3)
+    restored.update(torch.tensor(0.7), y_pred, y_true, 3)
+    assert restored.compute() == tracker.compute() == {"loss": pytest.approx(0.6), "acc": pytest.approx(200 / 3)}

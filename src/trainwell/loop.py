@@ -116,10 +116,17 @@ class Loop:
         # Set by Model.restore_training_state; consumed by the next fit, whose first epoch must match.
         self.pending_resume: ResumePoint | None = None
 
-    def new_tracker(self, with_loss: bool = True) -> MetricTracker:
-        """A fresh tracker for a phase, made visible to callbacks as ``state.tracker``."""
+    def new_tracker(self, with_loss: bool = True, source: Any = None) -> MetricTracker:
+        """A fresh tracker for a phase, made visible to callbacks as ``state.tracker``.
+
+        When the phase's source holds its targets in memory (``fit(x, y)``, ``evaluate(x, y)``), they are
+        all checked once at the first batch, and class labels that are all >= 0 let counts metrics track
+        hits alone (nothing can equal a negative ignored label).
+        """
+        targets = getattr(source, "targets", None)
+        self.steps.all_targets = targets
         tracker = MetricTracker(self.batch_metrics, self.epoch_metrics, with_loss=with_loss)
-        tracker.reset()
+        tracker.reset(targets_valid=_all_class_labels(targets))
         self.state.tracker = tracker
         return tracker
 
@@ -196,7 +203,7 @@ class Loop:
     ) -> dict[str, Any]:
         """One pass of training batches (or the rest of one, after ``resume``); returns the epoch's logs."""
         steps, state = self.steps, self.state
-        tracker = self.new_tracker()
+        tracker = self.new_tracker(source=source)
         state.phase = "train"
         done = 0
         if resume is not None and resume.batch > 0:
@@ -258,7 +265,7 @@ class Loop:
             collect: when given, ``(y_pred, y_true)`` of every batch is appended to it.
         """
         steps, state = self.steps, self.state
-        tracker = self.new_tracker()
+        tracker = self.new_tracker(source=source)
         state.phase = phase
         begin = callbacks.listeners[f"on_{phase}_batch_begin"]
         end = callbacks.listeners[f"on_{phase}_batch_end"]
@@ -308,6 +315,13 @@ class Loop:
                 for method in end:
                     method(batch_number, {"batch": batch_number, "time": time.perf_counter() - started})
         return predictions, truths
+
+
+def _all_class_labels(targets: Any) -> bool:
+    """Whether in-memory targets are integer labels that are all >= 0 (one reduction per phase)."""
+    if not isinstance(targets, torch.Tensor) or targets.is_floating_point() or targets.numel() == 0:
+        return False
+    return bool(targets.min() >= 0)
 
 
 def _continue(source: Iterable[Any], done: int, epoch_rng: dict[str, Any] | None) -> Iterator[Any]:

@@ -176,7 +176,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
             )
         return self._fit(
             train, valid, epochs, steps_per_epoch, validation_steps, batches_per_step, initial_epoch,
-            verbose, progress_options, callbacks, train.targets,
+            verbose, progress_options, callbacks,
         )  # fmt: skip
 
     def fit_dataset(
@@ -259,7 +259,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
             valid = iterable_argument(valid_generator, validation_steps, "valid_generator", "validation_steps")
         return self._fit(
             train, valid, epochs, steps_per_epoch, validation_steps, batches_per_step, initial_epoch,
-            verbose, progress_options, callbacks, None,
+            verbose, progress_options, callbacks,
         )  # fmt: skip
 
     def _fit(
@@ -274,7 +274,6 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         verbose: bool,
         progress_options: dict[str, Any] | None,
         callbacks: list[Callback] | None,
-        all_targets: Any,
     ) -> list[dict[str, Any]]:
         check_positive_int(epochs, "epochs")
         check_positive_int(initial_epoch, "initial_epoch")
@@ -294,7 +293,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
             "batches_per_step": batches_per_step,
         }
         callback_list = self._callbacks(callbacks, verbose, progress_options, params)
-        with self._running(all_targets):
+        with self._running():
             return self._loop.fit(
                 train,
                 valid,
@@ -304,9 +303,8 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
                 callbacks=callback_list,
             )
 
-    def _running(self, all_targets: Any = None) -> _Run:
+    def _running(self) -> _Run:
         self._steps.device = self._data_device()
-        self._steps.all_targets = all_targets
         return _Run(self._steps)
 
 

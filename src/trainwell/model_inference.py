@@ -82,9 +82,9 @@ class EvaluateAndPredict:
                 shuffle=False,
                 dataloader_kwargs=dataloader_kwargs,
             )
-            return self._evaluate(IterableBatches(loader), None, **options)
+            return self._evaluate(IterableBatches(loader), **options)
         source = TensorBatches(x, y, batch_size=batch_size, shuffle=False)
-        return self._evaluate(source, source.targets, **options)
+        return self._evaluate(source, **options)
 
     def evaluate_dataset(
         self,
@@ -146,7 +146,6 @@ class EvaluateAndPredict:
         check_positive_int(steps, "steps", allow_none=True)
         return self._evaluate(
             IterableBatches(generator, steps, "generator"),
-            None,
             return_pred=return_pred,
             return_ground_truth=return_ground_truth,
             return_dict_format=return_dict_format,
@@ -160,7 +159,6 @@ class EvaluateAndPredict:
     def _evaluate(
         self,
         source: Any,
-        all_targets: Any,
         *,
         return_pred: bool,
         return_ground_truth: bool,
@@ -174,7 +172,7 @@ class EvaluateAndPredict:
         callback_list = self._callbacks(callbacks, verbose, progress_options, {"steps": source_length(source)})
         collect: list[tuple[Any, Any]] | None = [] if return_pred or return_ground_truth else None
         started = time.perf_counter()
-        with self._running(all_targets):
+        with self._running():
             callback_list.on_test_begin({})
             logs = self._loop.evaluate_phase(source, "test", callback_list, collect)
             elapsed = time.perf_counter() - started

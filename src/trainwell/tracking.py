@@ -72,6 +72,12 @@ class BatchLogs(Mapping[str, Any]):
         return repr(self._data())
 
 
+class _BatchValues(list):
+    """One batch's raw values, plus the number of target elements when hits are tracked."""
+
+    numel = 0
+
+
 class MetricTracker:
     """Sums of the loss and batch metrics weighted by batch size, plus the epoch metrics, for one phase.
 
@@ -96,10 +102,8 @@ class MetricTracker:
         self.batch_names: list[tuple[str, ...]] = ([("loss",)] if with_loss else []) + [
             metric.names for metric in self.batch_metrics
         ]
-        # Per tracked value (loss first): the function producing it, and the scale of a counts metric
-        # (None for a batch mean, which is summed weighted by batch size).
-        self._producers = [metric.counts or metric for metric in self.batch_metrics]
         loss_scale: list[float | None] = [None] if with_loss else []
+        # The scale of each tracked value (loss first): None for a batch mean, summed weighted by batch size.
         self._scales = loss_scale + [
             metric.scale if metric.counts is not None else None for metric in self.batch_metrics
         ]
@@ -111,14 +115,43 @@ class MetricTracker:
         # every bit of the sums, is the same whether or not the phase was checkpointed and resumed.
         self._pending: list[list[torch.Tensor]] = []
         self._pending_sizes: list[int] = []
+        # With targets that all count, counts metrics track their hits alone and the denominator is the
+        # number of target elements, a host integer (see BatchMetric.hits).
+        self._pending_numels: list[int] = []
+        self._numel_total = 0
+        self._set_kinds(False)
 
     FOLD_EVERY = 64
 
-    def reset(self) -> None:
-        """Starts a new phase: zero sums, reset epoch metrics."""
+    def _set_kinds(self, targets_valid: bool) -> None:
+        self.targets_valid = targets_valid
+        kinds = ["mean"] if self.with_loss else []
+        producers = []
+        for metric in self.batch_metrics:
+            if metric.counts is None:
+                kinds.append("mean")
+                producers.append(metric)
+            elif targets_valid and metric.hits is not None:
+                kinds.append("hits")
+                producers.append(metric.hits)
+            else:
+                kinds.append("counts")
+                producers.append(metric.counts)
+        self._kinds, self._producers = kinds, producers
+        self._uses_numel = "hits" in kinds
+
+    def reset(self, targets_valid: bool = False) -> None:
+        """Starts a new phase: zero sums, reset epoch metrics.
+
+        Args:
+            targets_valid: every target of the phase counts (no ignored label): counts metrics may then
+                track hits alone.
+        """
         self.count = 0
         self._sums = None
-        self._pending, self._pending_sizes = [], []
+        self._pending, self._pending_sizes, self._pending_numels = [], [], []
+        self._numel_total = 0
+        self._set_kinds(targets_valid)
         for metric in self.epoch_metrics:
             metric.reset()
 
@@ -128,14 +161,18 @@ class MetricTracker:
         ``loss`` and ``y_pred`` arrive detached (the steps do it), so no autograd graph is built here
         without paying for a ``no_grad`` context on every batch.
         """
-        values = [produce(y_pred, y_true) for produce in self._producers]
+        values = _BatchValues(produce(y_pred, y_true) for produce in self._producers)
         if self.with_loss and loss is not None:
             values.insert(0, loss)
+        if self._uses_numel:
+            values.numel = y_true.numel()
+            self._pending_numels.append(values.numel)
         self._pending.append(values)
         self._pending_sizes.append(size)
         if len(self._pending) == self.FOLD_EVERY:
             self._sums = self._folded()
-            self._pending, self._pending_sizes = [], []
+            self._numel_total += sum(self._pending_numels)
+            self._pending, self._pending_sizes, self._pending_numels = [], [], []
         for epoch_metric in self.epoch_metrics:
             epoch_metric.update(y_pred, y_true)
         self.count += size
@@ -149,10 +186,10 @@ class MetricTracker:
         if sums is None:
             sums = [_accumulator_like(value) for value in self._pending[0]]
         folded = []
-        for index, (total, scale) in enumerate(zip(sums, self._scales)):
+        for index, (total, kind) in enumerate(zip(sums, self._kinds)):
             stacked = torch.stack([values[index] for values in self._pending]).to(total.dtype)
-            if scale is not None:
-                folded.append(total + stacked.sum(0))  # [numerator, denominator] counts add up as they are
+            if kind != "mean":
+                folded.append(total + stacked.sum(0))  # counts and hits add up as they are
                 continue
             # Batch means weighted by batch size; sizes are grouped so that no weight tensor has to be
             # copied to the device (usually one size, plus a smaller last batch).
@@ -165,19 +202,25 @@ class MetricTracker:
             folded.append(total)
         return folded
 
-    def _finish(self, values: Sequence[torch.Tensor], count: int | None) -> list[torch.Tensor]:
+    def _finish(self, values: Sequence[torch.Tensor], count: int | None, numel: int) -> list[torch.Tensor]:
         """Turns sums (or one batch's raw values, ``count=None``) into the values to report."""
         finished = []
-        for value, scale in zip(values, self._scales):
-            if scale is not None:
-                finished.append(value[0] * scale / value[1].clamp_min(1))
+        for value, scale, kind in zip(values, self._scales, self._kinds):
+            factor = 1.0 if scale is None else scale  # counts and hits metrics always have a scale
+            if kind == "counts":
+                finished.append(value[0] * factor / value[1].clamp_min(1))
+            elif kind == "hits":
+                finished.append(value * (factor / max(numel, 1)))
             else:
                 finished.append(value if count is None else value / count)
         return finished
 
+    def _numel_so_far(self) -> int:
+        return self._numel_total + sum(self._pending_numels)
+
     def batch_logs(self, values: Sequence[torch.Tensor]) -> dict[str, float]:
         """One batch's values as returned by :meth:`update` -> ``{name: float}`` (one host transfer)."""
-        return _expand(self.batch_names, self._finish(values, None))
+        return _expand(self.batch_names, self._finish(values, None, getattr(values, "numel", 0)))
 
     def loss_total(self) -> torch.Tensor | None:
         """The running sum of the phase's loss, still on the device (None before the first batch).
@@ -195,12 +238,12 @@ class MetricTracker:
         sums = self._folded()
         if not sums or not self.count:
             return {}
-        return _expand(self.batch_names, self._finish(sums, self.count))
+        return _expand(self.batch_names, self._finish(sums, self.count, self._numel_so_far()))
 
     def compute(self) -> dict[str, float]:
         """The phase's logs: weighted averages of loss and batch metrics, then the epoch metrics."""
         sums = self._folded()
-        values = self._finish(sums, self.count) if sums and self.count else []
+        values = self._finish(sums, self.count, self._numel_so_far()) if sums and self.count else []
         names = self.batch_names if values else []
         names = names + [metric.names for metric in self.epoch_metrics]
         values = values + [torch.as_tensor(metric.compute()) for metric in self.epoch_metrics]
@@ -214,6 +257,9 @@ class MetricTracker:
             # Kept apart, not folded: the resumed phase folds them where the uninterrupted one would.
             "pending": [[value.detach().clone() for value in values] for values in self._pending],
             "pending_sizes": list(self._pending_sizes),
+            "pending_numels": list(self._pending_numels),
+            "numel_total": self._numel_total,
+            "targets_valid": self.targets_valid,
             "epoch_metrics": [metric.state_dict() for metric in self.epoch_metrics],
         }
 
@@ -223,5 +269,8 @@ class MetricTracker:
         self._sums = [total.clone() for total in state["sums"]] if state["sums"] is not None else None
         self._pending = [list(values) for values in state.get("pending", [])]
         self._pending_sizes = [int(size) for size in state.get("pending_sizes", [])]
+        self._pending_numels = [int(numel) for numel in state.get("pending_numels", [])]
+        self._numel_total = int(state.get("numel_total", 0))
+        self._set_kinds(bool(state.get("targets_valid", False)))
         for metric, metric_state in zip(self.epoch_metrics, state["epoch_metrics"]):
             metric.load_state_dict(metric_state)

@@ -89,6 +89,10 @@ class BatchMetric:
             ``scale * numerator / denominator``: exact over the epoch even when batches count a different
             number of items (padded sequences, ignored targets), and cheaper than a per-batch mean.
         scale: the factor applied to ``numerator / denominator`` (100 for percentages).
+        hits: optional ``hits(y_pred, y_true) -> Tensor``: the numerator of ``counts`` alone, for phases
+            where every target counts (the loop knows, e.g. class labels that are all >= 0 while the
+            ignored label is negative). The denominator is then the targets' number of elements, known on
+            the host: fewer small kernels per batch, which matters more than their size on a CPU.
 
     >>> metric = BatchMetric(lambda y_pred, y_true: (y_pred - y_true).abs().mean(), ('mae',))
     >>> metric(torch.zeros(2), torch.ones(2))
@@ -103,12 +107,14 @@ class BatchMetric:
         *,
         counts: Any = None,
         scale: float = 1.0,
+        hits: Any = None,
     ) -> None:
         self.fn = fn
         self.names = check_names(names, "names")
         self.higher_is_better = higher_is_better
         self.counts = counts
         self.scale = scale
+        self.hits = hits if counts is not None else None
 
     def __call__(self, y_pred: Any, y_true: Any) -> torch.Tensor:
         """The metric's value on one batch, on the device."""

@@ -20,9 +20,11 @@ __all__ = [
     "TopKAccuracy",
     "acc",
     "accuracy",
+    "accuracy_hits",
     "bin_acc",
     "binary_accuracy",
     "topk_accuracy",
+    "topk_hits",
 ]
 
 # The k of the predefined 'top{k}' names, as in Poutyne: 1 to 10, then every ten up to 100.
@@ -52,6 +54,24 @@ def accuracy_counts(y_pred: torch.Tensor, y_true: torch.Tensor, ignore_index: in
     tensor([1, 2])
     """
     return _hit_counts(y_pred.argmax(dim=1) == y_true, y_true, ignore_index)
+
+
+def accuracy_hits(y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+    """The number of targets whose highest score is the true class (every target counts).
+
+    >>> accuracy_hits(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]))
+    tensor(1)
+    """
+    return torch.count_nonzero(y_pred.argmax(dim=1) == y_true)
+
+
+def topk_hits(y_pred: torch.Tensor, y_true: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """The number of targets among the ``k`` highest scores (every target counts).
+
+    >>> topk_hits(torch.tensor([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]]), torch.tensor([1, 2]), k=2)
+    tensor(1)
+    """
+    return torch.count_nonzero((y_pred.topk(k, dim=1).indices == y_true.unsqueeze(1)).any(dim=1))
 
 
 def topk_counts(y_pred: torch.Tensor, y_true: torch.Tensor, k: int = 5, ignore_index: int = -100) -> torch.Tensor:
@@ -137,6 +157,8 @@ class Accuracy(BatchMetric):
             higher_is_better=True,
             counts=partial(accuracy_counts, ignore_index=ignore_index),
             scale=100.0,
+            # A negative ignore_index can never be a predicted class: with all targets >= 0, hits suffice.
+            hits=accuracy_hits if ignore_index < 0 else None,
         )
 
 
@@ -163,5 +185,6 @@ class TopKAccuracy(BatchMetric):
             raise ValueError(f"`k` must be a positive int. Received: k={k!r} (type {type(k).__name__}).")
         fn = partial(topk_accuracy, k=k, ignore_index=ignore_index)
         counts = partial(topk_counts, k=k, ignore_index=ignore_index)
-        super().__init__(fn, (name or f"top{k}",), higher_is_better=True, counts=counts, scale=100.0)
+        hits = partial(topk_hits, k=k) if ignore_index < 0 else None
+        super().__init__(fn, (name or f"top{k}",), higher_is_better=True, counts=counts, scale=100.0, hits=hits)
         self.k = k
