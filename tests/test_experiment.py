@@ -565,3 +565,31 @@ def test_logging_false_writes_nothing(tmp_path: Path) -> None:
     np.testing.assert_allclose(experiment.infer_data(x, verbose=False), expected, rtol=1e-6)
     assert not directory.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_json_records_the_commit_of_the_scripts_repository(tmp_path: Path) -> None:
+    """The commit comes from the training script's repository, wherever the process was started."""
+    import subprocess
+    import sys
+
+    repository = tmp_path / "project"
+    repository.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repository, check=True)
+    script = repository / "train.py"
+    script.write_text(
+        "import torch, sys\n"
+        "from trainwell import Experiment\n"
+        "x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))\n"
+        "Experiment(sys.argv[1], torch.nn.Linear(4, 2), task='classif').train_data(\n"
+        "    x, y, epochs=1, verbose=False, disable_tensorboard=True)\n"
+    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "add", "train.py"], cwd=repository, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "script"], cwd=repository, check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repository, capture_output=True, text=True).stdout
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()  # not a repository: the working directory must not decide
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, str(script), str(run)], cwd=outside, check=True, capture_output=True)
+    record = json.loads((run / "run.json").read_text())
+    assert record["trainings"][0]["git_commit"] == commit.strip()

@@ -7,6 +7,7 @@ import json
 import platform
 import signal
 import subprocess
+import sys
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -127,12 +128,35 @@ def write_plots(history: Sequence[Mapping[str, Any]], directory: Path) -> None:
         )
 
 
+def _code_directories() -> list[Path]:
+    """Where the training code may live: the running script's folder first, then the working directory.
+
+    A script inside the Python installation (``pytest``, ``python -m some_tool``) is a tool, not the
+    training code, and its folder may belong to another repository (pyenv's own, say): skipped.
+    """
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    if not script:
+        return [Path.cwd()]
+    folder = Path(script).resolve().parent
+    installation = {Path(prefix).resolve() for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    if any(folder == prefix or prefix in folder.parents for prefix in installation):
+        return [Path.cwd()]
+    return [folder, Path.cwd()]
+
+
 def _git_commit() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    """The commit of the repository holding the training script, else of the working directory."""
+    for directory in _code_directories():
+        try:
+            result = subprocess.run(
+                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False, cwd=directory
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip()
+    return None
 
 
 def _jsonable(value: Any) -> Any:
