@@ -5,87 +5,154 @@
 >>> model = Model(torch.nn.Linear(4, 2), 'adam', 'cross_entropy', batch_metrics=['accuracy'])
 """
 
-from trainwell.callbacks import (
-    AtomicCSVLogger,
-    BestModelRestore,
-    Callback,
-    CallbackList,
-    ChainedScheduler,
-    ClipNorm,
-    ClipValue,
-    ConstantLR,
-    ContinuePrompt,
-    CosineAnnealingLR,
-    CosineAnnealingWarmRestarts,
-    CSVGradientNormLogger,
-    CSVLogger,
-    CyclicLR,
-    DelayCallback,
-    EarlyStopping,
-    EpochProgressionCallback,
-    ExponentialLR,
-    GradientNormLogger,
-    GradientTracker,
-    LambdaCallback,
-    LambdaLR,
-    LinearLR,
-    LoggingNotificator,
-    LRScheduler,
-    LRSchedulerCheckpoint,
-    MemoryGradientNormLogger,
-    MLFlowLogger,
-    ModelCheckpoint,
-    MultiplicativeLR,
-    MultiStepLR,
-    NotificationCallback,
-    Notificator,
-    OneCycleLR,
-    OptimizerCheckpoint,
-    OptimizerPolicy,
-    PeriodicSaveCallback,
-    PeriodicSaveLambda,
-    Phase,
-    PolynomialLR,
-    ProgressionCallback,
-    RandomStatesCheckpoint,
-    ReduceLROnPlateau,
-    SequentialLR,
-    StateCheckpoint,
-    StepLR,
-    TensorBoardGradientNormLogger,
-    TensorBoardGradientTracker,
-    TensorBoardLogger,
-    TerminateOnNaN,
-    WebhookNotificator,
-    cosinespace,
-    linspace,
-    one_cycle_phases,
-    sgdr_phases,
-)
-from trainwell.checkpoint_store import CorruptCheckpointError
-from trainwell.experiment import Experiment, ModelBundle
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from trainwell.layers import Lambda
-from trainwell.lr_finder import LRFinderResult, find_lr
-from trainwell.metrics import (
-    F1,
-    MAE,
-    MSE,
-    R2,
-    RMSE,
-    BatchMetric,
-    EpochMetric,
-    FBeta,
-    Precision,
-    Recall,
-    SKLearnMetrics,
-)
+from trainwell.metrics import F1, MAE, MSE, R2, RMSE, BatchMetric, EpochMetric, FBeta, Precision, Recall, SKLearnMetrics
 from trainwell.model import Model
-from trainwell.plotting import history_frame, plot_history, plot_metric
-from trainwell.search import Hyperparameter
-from trainwell.summary import Summary, materialize, summary
 from trainwell.utils import numpy_to_torch, set_seeds, torch_apply, torch_to, torch_to_numpy
 
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
+    from trainwell.callbacks import (
+        AtomicCSVLogger,
+        BestModelRestore,
+        Callback,
+        CallbackList,
+        ChainedScheduler,
+        ClipNorm,
+        ClipValue,
+        ConstantLR,
+        ContinuePrompt,
+        CosineAnnealingLR,
+        CosineAnnealingWarmRestarts,
+        CSVGradientNormLogger,
+        CSVLogger,
+        CyclicLR,
+        DelayCallback,
+        EarlyStopping,
+        EpochProgressionCallback,
+        ExponentialLR,
+        GradientNormLogger,
+        GradientTracker,
+        LambdaCallback,
+        LambdaLR,
+        LinearLR,
+        LoggingNotificator,
+        LRScheduler,
+        LRSchedulerCheckpoint,
+        MemoryGradientNormLogger,
+        MLFlowLogger,
+        ModelCheckpoint,
+        MultiplicativeLR,
+        MultiStepLR,
+        NotificationCallback,
+        Notificator,
+        OneCycleLR,
+        OptimizerCheckpoint,
+        OptimizerPolicy,
+        PeriodicSaveCallback,
+        PeriodicSaveLambda,
+        Phase,
+        PolynomialLR,
+        ProgressionCallback,
+        RandomStatesCheckpoint,
+        ReduceLROnPlateau,
+        SequentialLR,
+        StateCheckpoint,
+        StepLR,
+        TensorBoardGradientNormLogger,
+        TensorBoardGradientTracker,
+        TensorBoardLogger,
+        TerminateOnNaN,
+        WebhookNotificator,
+        cosinespace,
+        linspace,
+        one_cycle_phases,
+        sgdr_phases,
+    )
+    from trainwell.checkpoint_store import CorruptCheckpointError
+    from trainwell.experiment import Experiment, ModelBundle
+    from trainwell.lr_finder import LRFinderResult, find_lr
+    from trainwell.plotting import history_frame, plot_history, plot_metric
+    from trainwell.search import Hyperparameter
+    from trainwell.summary import Summary, materialize, summary
+
 __version__ = "0.1.0"
+
+# Loaded on first use (PEP 562): `from trainwell import Model` does not pay for the experiment layer,
+# every callback and the toolbox (each module costs milliseconds to import).
+_LAZY = {
+    "AtomicCSVLogger": "trainwell.callbacks",
+    "BestModelRestore": "trainwell.callbacks",
+    "CSVGradientNormLogger": "trainwell.callbacks",
+    "CSVLogger": "trainwell.callbacks",
+    "Callback": "trainwell.callbacks",
+    "CallbackList": "trainwell.callbacks",
+    "ChainedScheduler": "trainwell.callbacks",
+    "ClipNorm": "trainwell.callbacks",
+    "ClipValue": "trainwell.callbacks",
+    "ConstantLR": "trainwell.callbacks",
+    "ContinuePrompt": "trainwell.callbacks",
+    "CorruptCheckpointError": "trainwell.checkpoint_store",
+    "CosineAnnealingLR": "trainwell.callbacks",
+    "CosineAnnealingWarmRestarts": "trainwell.callbacks",
+    "CyclicLR": "trainwell.callbacks",
+    "DelayCallback": "trainwell.callbacks",
+    "EarlyStopping": "trainwell.callbacks",
+    "EpochProgressionCallback": "trainwell.callbacks",
+    "Experiment": "trainwell.experiment",
+    "ExponentialLR": "trainwell.callbacks",
+    "GradientNormLogger": "trainwell.callbacks",
+    "GradientTracker": "trainwell.callbacks",
+    "Hyperparameter": "trainwell.search",
+    "LRFinderResult": "trainwell.lr_finder",
+    "LRScheduler": "trainwell.callbacks",
+    "LRSchedulerCheckpoint": "trainwell.callbacks",
+    "LambdaCallback": "trainwell.callbacks",
+    "LambdaLR": "trainwell.callbacks",
+    "LinearLR": "trainwell.callbacks",
+    "LoggingNotificator": "trainwell.callbacks",
+    "MLFlowLogger": "trainwell.callbacks",
+    "MemoryGradientNormLogger": "trainwell.callbacks",
+    "ModelBundle": "trainwell.experiment",
+    "ModelCheckpoint": "trainwell.callbacks",
+    "MultiStepLR": "trainwell.callbacks",
+    "MultiplicativeLR": "trainwell.callbacks",
+    "NotificationCallback": "trainwell.callbacks",
+    "Notificator": "trainwell.callbacks",
+    "OneCycleLR": "trainwell.callbacks",
+    "OptimizerCheckpoint": "trainwell.callbacks",
+    "OptimizerPolicy": "trainwell.callbacks",
+    "PeriodicSaveCallback": "trainwell.callbacks",
+    "PeriodicSaveLambda": "trainwell.callbacks",
+    "Phase": "trainwell.callbacks",
+    "PolynomialLR": "trainwell.callbacks",
+    "ProgressionCallback": "trainwell.callbacks",
+    "RandomStatesCheckpoint": "trainwell.callbacks",
+    "ReduceLROnPlateau": "trainwell.callbacks",
+    "SequentialLR": "trainwell.callbacks",
+    "StateCheckpoint": "trainwell.callbacks",
+    "StepLR": "trainwell.callbacks",
+    "Summary": "trainwell.summary",
+    "TensorBoardGradientNormLogger": "trainwell.callbacks",
+    "TensorBoardGradientTracker": "trainwell.callbacks",
+    "TensorBoardLogger": "trainwell.callbacks",
+    "TerminateOnNaN": "trainwell.callbacks",
+    "WebhookNotificator": "trainwell.callbacks",
+    "cosinespace": "trainwell.callbacks",
+    "find_lr": "trainwell.lr_finder",
+    "history_frame": "trainwell.plotting",
+    "linspace": "trainwell.callbacks",
+    "materialize": "trainwell.summary",
+    "one_cycle_phases": "trainwell.callbacks",
+    "plot_history": "trainwell.plotting",
+    "plot_metric": "trainwell.plotting",
+    "sgdr_phases": "trainwell.callbacks",
+    "summary": "trainwell.summary",
+}
 
 __all__ = [
     "F1",
@@ -175,3 +242,16 @@ __all__ = [
     "torch_to",
     "torch_to_numpy",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

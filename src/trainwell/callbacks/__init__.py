@@ -4,60 +4,129 @@ Every callback is importable from here and from ``trainwell`` itself. Optional d
 (tensorboard, mlflow) are imported only when a callback that needs them is created.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from trainwell.callbacks.base import Callback, CallbackList
-from trainwell.callbacks.best_model_restore import BestModelRestore
-from trainwell.callbacks.checkpoint import (
-    LRSchedulerCheckpoint,
-    ModelCheckpoint,
-    OptimizerCheckpoint,
-    RandomStatesCheckpoint,
-    StateCheckpoint,
-)
-from trainwell.callbacks.clip import ClipNorm, ClipValue
-from trainwell.callbacks.control import EarlyStopping, TerminateOnNaN
-from trainwell.callbacks.csv_logger import AtomicCSVLogger, CSVLogger
-from trainwell.callbacks.delay import DelayCallback
-from trainwell.callbacks.gradients import GradientTracker, TensorBoardGradientTracker
-from trainwell.callbacks.gradients_norms import (
-    CSVGradientNormLogger,
-    GradientNormLogger,
-    MemoryGradientNormLogger,
-    TensorBoardGradientNormLogger,
-)
-from trainwell.callbacks.interactive import ContinuePrompt
-from trainwell.callbacks.lambda_callback import LambdaCallback
-from trainwell.callbacks.lr_scheduler import (
-    ChainedScheduler,
-    ConstantLR,
-    CosineAnnealingLR,
-    CosineAnnealingWarmRestarts,
-    CyclicLR,
-    ExponentialLR,
-    LambdaLR,
-    LinearLR,
-    LRScheduler,
-    MultiplicativeLR,
-    MultiStepLR,
-    OneCycleLR,
-    PolynomialLR,
-    ReduceLROnPlateau,
-    SequentialLR,
-    StepLR,
-)
-from trainwell.callbacks.mlflow import MLFlowLogger
-from trainwell.callbacks.monitor import Monitor
-from trainwell.callbacks.notification import LoggingNotificator, NotificationCallback, Notificator, WebhookNotificator
-from trainwell.callbacks.periodic import PeriodicSaveCallback, PeriodicSaveLambda
-from trainwell.callbacks.policies import (
-    OptimizerPolicy,
-    Phase,
-    cosinespace,
-    linspace,
-    one_cycle_phases,
-    sgdr_phases,
-)
 from trainwell.callbacks.progress import EpochProgressionCallback, ProgressionCallback
-from trainwell.callbacks.tensorboard import TensorBoardLogger
+
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
+    from trainwell.callbacks.best_model_restore import BestModelRestore
+    from trainwell.callbacks.checkpoint import (
+        LRSchedulerCheckpoint,
+        ModelCheckpoint,
+        OptimizerCheckpoint,
+        RandomStatesCheckpoint,
+        StateCheckpoint,
+    )
+    from trainwell.callbacks.clip import ClipNorm, ClipValue
+    from trainwell.callbacks.control import EarlyStopping, TerminateOnNaN
+    from trainwell.callbacks.csv_logger import AtomicCSVLogger, CSVLogger
+    from trainwell.callbacks.delay import DelayCallback
+    from trainwell.callbacks.gradients import GradientTracker, TensorBoardGradientTracker
+    from trainwell.callbacks.gradients_norms import (
+        CSVGradientNormLogger,
+        GradientNormLogger,
+        MemoryGradientNormLogger,
+        TensorBoardGradientNormLogger,
+    )
+    from trainwell.callbacks.interactive import ContinuePrompt
+    from trainwell.callbacks.lambda_callback import LambdaCallback
+    from trainwell.callbacks.lr_scheduler import (
+        ChainedScheduler,
+        ConstantLR,
+        CosineAnnealingLR,
+        CosineAnnealingWarmRestarts,
+        CyclicLR,
+        ExponentialLR,
+        LambdaLR,
+        LinearLR,
+        LRScheduler,
+        MultiplicativeLR,
+        MultiStepLR,
+        OneCycleLR,
+        PolynomialLR,
+        ReduceLROnPlateau,
+        SequentialLR,
+        StepLR,
+    )
+    from trainwell.callbacks.mlflow import MLFlowLogger
+    from trainwell.callbacks.monitor import Monitor
+    from trainwell.callbacks.notification import (
+        LoggingNotificator,
+        NotificationCallback,
+        Notificator,
+        WebhookNotificator,
+    )
+    from trainwell.callbacks.periodic import PeriodicSaveCallback, PeriodicSaveLambda
+    from trainwell.callbacks.policies import (
+        OptimizerPolicy,
+        Phase,
+        cosinespace,
+        linspace,
+        one_cycle_phases,
+        sgdr_phases,
+    )
+    from trainwell.callbacks.tensorboard import TensorBoardLogger
+
+# Loaded on first use (PEP 562): `from trainwell import Model` does not pay for the experiment layer,
+# every callback and the toolbox (each module costs milliseconds to import).
+_LAZY = {
+    "AtomicCSVLogger": "trainwell.callbacks.csv_logger",
+    "BestModelRestore": "trainwell.callbacks.best_model_restore",
+    "CSVGradientNormLogger": "trainwell.callbacks.gradients_norms",
+    "CSVLogger": "trainwell.callbacks.csv_logger",
+    "ChainedScheduler": "trainwell.callbacks.lr_scheduler",
+    "ClipNorm": "trainwell.callbacks.clip",
+    "ClipValue": "trainwell.callbacks.clip",
+    "ConstantLR": "trainwell.callbacks.lr_scheduler",
+    "ContinuePrompt": "trainwell.callbacks.interactive",
+    "CosineAnnealingLR": "trainwell.callbacks.lr_scheduler",
+    "CosineAnnealingWarmRestarts": "trainwell.callbacks.lr_scheduler",
+    "CyclicLR": "trainwell.callbacks.lr_scheduler",
+    "DelayCallback": "trainwell.callbacks.delay",
+    "EarlyStopping": "trainwell.callbacks.control",
+    "ExponentialLR": "trainwell.callbacks.lr_scheduler",
+    "GradientNormLogger": "trainwell.callbacks.gradients_norms",
+    "GradientTracker": "trainwell.callbacks.gradients",
+    "LRScheduler": "trainwell.callbacks.lr_scheduler",
+    "LRSchedulerCheckpoint": "trainwell.callbacks.checkpoint",
+    "LambdaCallback": "trainwell.callbacks.lambda_callback",
+    "LambdaLR": "trainwell.callbacks.lr_scheduler",
+    "LinearLR": "trainwell.callbacks.lr_scheduler",
+    "LoggingNotificator": "trainwell.callbacks.notification",
+    "MLFlowLogger": "trainwell.callbacks.mlflow",
+    "MemoryGradientNormLogger": "trainwell.callbacks.gradients_norms",
+    "ModelCheckpoint": "trainwell.callbacks.checkpoint",
+    "Monitor": "trainwell.callbacks.monitor",
+    "MultiStepLR": "trainwell.callbacks.lr_scheduler",
+    "MultiplicativeLR": "trainwell.callbacks.lr_scheduler",
+    "NotificationCallback": "trainwell.callbacks.notification",
+    "Notificator": "trainwell.callbacks.notification",
+    "OneCycleLR": "trainwell.callbacks.lr_scheduler",
+    "OptimizerCheckpoint": "trainwell.callbacks.checkpoint",
+    "OptimizerPolicy": "trainwell.callbacks.policies",
+    "PeriodicSaveCallback": "trainwell.callbacks.periodic",
+    "PeriodicSaveLambda": "trainwell.callbacks.periodic",
+    "Phase": "trainwell.callbacks.policies",
+    "PolynomialLR": "trainwell.callbacks.lr_scheduler",
+    "RandomStatesCheckpoint": "trainwell.callbacks.checkpoint",
+    "ReduceLROnPlateau": "trainwell.callbacks.lr_scheduler",
+    "SequentialLR": "trainwell.callbacks.lr_scheduler",
+    "StateCheckpoint": "trainwell.callbacks.checkpoint",
+    "StepLR": "trainwell.callbacks.lr_scheduler",
+    "TensorBoardGradientNormLogger": "trainwell.callbacks.gradients_norms",
+    "TensorBoardGradientTracker": "trainwell.callbacks.gradients",
+    "TensorBoardLogger": "trainwell.callbacks.tensorboard",
+    "TerminateOnNaN": "trainwell.callbacks.control",
+    "WebhookNotificator": "trainwell.callbacks.notification",
+    "cosinespace": "trainwell.callbacks.policies",
+    "linspace": "trainwell.callbacks.policies",
+    "one_cycle_phases": "trainwell.callbacks.policies",
+    "sgdr_phases": "trainwell.callbacks.policies",
+}
 
 __all__ = [
     "AtomicCSVLogger",
@@ -117,3 +186,16 @@ __all__ = [
     "one_cycle_phases",
     "sgdr_phases",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -13,7 +13,6 @@ import logging
 import math
 import time
 import urllib.parse
-import urllib.request
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -123,6 +122,8 @@ class WebhookNotificator(Notificator):
 
         body = json.dumps(self.payload(message, subject)).encode("utf-8")
         headers = {"Content-Type": "application/json", "User-Agent": f"trainwell/{__version__}", **self.headers}
+        import urllib.request  # here, not at import: it pulls in http.client and ssl (~17 ms per process)
+
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         with urllib.request.urlopen(request, timeout=self.timeout) as response:  # the scheme is checked: http(s) only
             response.read()
