@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from trainwell._lazy import lazy_names
 from trainwell.layers import Lambda
 from trainwell.metrics import F1, MAE, MSE, R2, RMSE, BatchMetric, EpochMetric, FBeta, Precision, Recall, SKLearnMetrics
 from trainwell.model import Model
@@ -244,14 +244,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups are plain attribute reads
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(globals(), _LAZY, __all__)
