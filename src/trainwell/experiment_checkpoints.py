@@ -153,6 +153,7 @@ class RunCheckpointer(Callback):
         self.extra = dict(extra)
         self.interrupted: int | None = None  # the signal number asking to stop
         self.last_train_batch = 0
+        self._checked_at: tuple[int, bool] | None = None  # the last (global step, epoch done) found finite
 
     # -- hooks ----------------------------------------------------------------------------------------------
     def on_train_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
@@ -177,8 +178,16 @@ class RunCheckpointer(Callback):
 
     # -- saving ---------------------------------------------------------------------------------------------
     def check_finite(self) -> None:
-        """Raises FloatingPointError if the loss or the weights are NaN or infinite (one host transfer)."""
+        """Raises FloatingPointError if the loss or the weights are NaN or infinite (one host transfer).
+
+        Each training position is checked once: the guard's check at the end of an epoch also serves
+        the checkpoint written right after it.
+        """
+        position = self.model.state.global_step, self.model.state.epoch_done
+        if position == self._checked_at:
+            return
         self._check_finite(f"epoch {self.model.state.epoch}, step {self.last_train_batch}")
+        self._checked_at = position
 
     def _check_finite(self, where: str) -> None:
         tracker = self.model.state.tracker
