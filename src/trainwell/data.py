@@ -9,11 +9,21 @@ Three kinds of sources cover every input the public API accepts:
 * Datasets become a ``DataLoader`` (:func:`dataset_loader`) and then an :class:`IterableBatches`.
 
 Every source is iterated once per epoch and reports its length (or None when it cannot be known).
+
+Under ``torchrun`` (see :mod:`trainwell.distributed`) in-memory data and the loaders made here are
+sharded: every rank orders the data the same way (rank 0's shuffle is broadcast) and takes every W-th
+sample, starting at its rank. Global batch i is then split between the ranks, so W ranks with batches of
+b train like one process with batches of W*b. Training shards are padded to equal lengths by repeating
+the first samples of the order (DistributedDataParallel needs every rank to make the same number of
+steps; nothing is repeated when the data divides by W); evaluation shards are not padded, so no sample
+is counted twice and rank r's outputs are the samples r, r + W, r + 2W... (see
+:func:`trainwell.distributed.interleave`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from typing import Any, cast
 
@@ -21,17 +31,75 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
+from trainwell import distributed
 from trainwell.utils import numpy_to_torch, torch_apply
 
 __all__ = [
     "IterableBatches",
+    "ShardedSampler",
     "SkippableBatchSampler",
     "TensorBatches",
     "batch_size_of",
     "dataset_loader",
     "flatten",
+    "is_sharded",
+    "shard",
+    "shard_length",
     "to_device",
 ]
+
+
+def shard_length(num_samples: int, even: bool) -> int:
+    """How many of ``num_samples`` samples this rank holds (all of them in a single process).
+
+    >>> shard_length(10, even=True)
+    10
+    """
+    ranks = distributed.world_size()
+    if even:
+        return math.ceil(num_samples / ranks)
+    return len(range(distributed.rank(), num_samples, ranks))
+
+
+def shard(order: torch.Tensor, even: bool) -> torch.Tensor:
+    """This rank's part of ``order`` (sample indices): every W-th index, starting at the rank.
+
+    With ``even``, the order is first padded to a multiple of W by repeating its beginning, so every rank
+    gets the same number of samples (training); otherwise the first ranks may hold one more (evaluation,
+    where nothing may count twice). In a single process ``order`` is returned as it is.
+
+    >>> shard(torch.arange(5), even=True)
+    tensor([0, 1, 2, 3, 4])
+    """
+    ranks = distributed.world_size()
+    if ranks == 1:
+        return order
+    if even and len(order) % ranks:
+        missing = ranks - len(order) % ranks
+        order = torch.cat([order, order.repeat(math.ceil(missing / len(order)))[:missing]])
+    return order[distributed.rank() :: ranks]
+
+
+def _shared_permutation(num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    # Drawn on every rank (so every rank's generator advances as in a single process), then rank 0's is
+    # used everywhere: the ranks agree on the order even if their generators were seeded differently.
+    return distributed.broadcast_tensor(torch.randperm(num_samples, generator=generator))
+
+
+def is_sharded(source: Any) -> bool:
+    """Whether ``source`` gives this rank only its part of the data (under torchrun).
+
+    >>> is_sharded(TensorBatches(torch.zeros(4), batch_size=2, shuffle=False))
+    False
+    """
+    if distributed.world_size() == 1:
+        return False
+    if isinstance(source, TensorBatches):
+        return True
+    if isinstance(source, IterableBatches):
+        return source.steps is None and is_sharded(source.source)
+    sampler = getattr(getattr(source, "batch_sampler", None), "sampler", None)
+    return isinstance(sampler, ShardedSampler)
 
 
 def flatten(obj: Any) -> tuple[list[torch.Tensor], Callable[[list[torch.Tensor]], Any]]:
@@ -92,13 +160,24 @@ class TensorBatches:
         shuffle: draw a new permutation (from torch's global generator, so ``set_seeds`` fixes it)
             at the start of every epoch.
         x_name: the argument name used in error messages.
+        even_shards: under torchrun, pad the shards to equal lengths (see the module's docstring);
+            defaults to ``shuffle`` (training data is shuffled and padded, evaluation data neither).
 
     >>> batches = TensorBatches(torch.arange(5.0), torch.arange(5), batch_size=2, shuffle=False)
     >>> len(batches), [len(x) for x, y in batches]
     (3, [2, 2, 1])
     """
 
-    def __init__(self, x: Any, y: Any = None, *, batch_size: int, shuffle: bool, x_name: str = "x") -> None:
+    def __init__(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        x_name: str = "x",
+        even_shards: bool | None = None,
+    ) -> None:
         x, y = numpy_to_torch(x), numpy_to_torch(y)
         self._has_y = y is not None
         data = (x, y) if self._has_y else x
@@ -117,12 +196,13 @@ class TensorBatches:
         self.num_samples = n_x
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.even_shards = shuffle if even_shards is None else even_shards
         self.targets = y
         self._skip = 0  # batches the next epoch leaves out (a resumed epoch)
         self._plain_pair = self._has_y and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
 
     def __len__(self) -> int:
-        return math.ceil(self.num_samples / self.batch_size)
+        return math.ceil(shard_length(self.num_samples, self.even_shards) / self.batch_size)
 
     def skip_next_epoch(self, batches: int) -> None:
         """Makes the next iteration draw its permutation as usual but start after ``batches`` batches.
@@ -133,19 +213,22 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[Any]:
         leaves = self._leaves
-        if self.shuffle:
-            permutation = torch.randperm(self.num_samples)
+        num_samples = self.num_samples
+        if self.shuffle or distributed.world_size() > 1:
+            order = _shared_permutation(num_samples) if self.shuffle else torch.arange(num_samples)
+            order = shard(order, self.even_shards)
+            num_samples = len(order)
             # One gather per epoch; every batch below is then a free view.
-            leaves = [leaf.index_select(0, permutation) for leaf in leaves]
+            leaves = [leaf.index_select(0, order) for leaf in leaves]
         start, self._skip = self._skip, 0
         size = self.batch_size
         if self._plain_pair:
             # The common (x, y) of two tensors, without the generic rebuild: this runs every batch.
             x, y = leaves
-            for begin in range(start * size, self.num_samples, size):
+            for begin in range(start * size, num_samples, size):
                 yield x[begin : begin + size], y[begin : begin + size]
             return
-        for index in range(start, len(self)):
+        for index in range(start, math.ceil(num_samples / size)):
             begin = index * size
             yield self._rebuild([leaf[begin : begin + size] for leaf in leaves])
 
@@ -171,9 +254,17 @@ class IterableBatches:
                 f"`{argument}` must be an iterable of batches (a DataLoader, a generator, a list...). "
                 f"Received: {argument} of type {type(source).__name__}."
             )
-        self.source = source
+        self.source = _sharded_loader(source, argument) if distributed.world_size() > 1 else source
         self.steps = steps
         self._iterator: Iterator[Any] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tells a ``DistributedSampler`` in the source which epoch begins (its shuffle depends on it)."""
+        for holder in (self.source, getattr(self.source, "batch_sampler", None)):
+            set_epoch = getattr(getattr(holder, "sampler", None), "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
+                return
 
     def __len__(self) -> int:
         """Batches per epoch; raises TypeError when the source has no length and no ``steps`` was set."""
@@ -215,6 +306,87 @@ class IterableBatches:
             produced += 1
             yield batch
         self._iterator = iterator
+
+
+class ShardedSampler(Sampler[int]):
+    """This rank's indices of another sampler's order: the same order on every rank, then :func:`shard`.
+
+    The wrapped sampler is iterated exactly as in a single process (a ``RandomSampler`` draws from the
+    same generators), and rank 0's order is broadcast, so that W ranks with batches of b see the global
+    batches of one process with batches of W*b. In a single process it yields the wrapped order.
+
+    Args:
+        sampler: the order over the whole dataset (``RandomSampler``, ``SequentialSampler``...).
+        even: pad every rank's shard to the same length (training; see :func:`shard`).
+
+    >>> list(ShardedSampler(SequentialSampler(range(3)), even=True))
+    [0, 1, 2]
+    """
+
+    def __init__(self, sampler: Sampler[int], even: bool) -> None:
+        self.sampler = sampler
+        self.even = even
+
+    def __len__(self) -> int:
+        return shard_length(len(self.sampler), self.even)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        if distributed.world_size() == 1:
+            yield from self.sampler
+            return
+        order = distributed.broadcast_tensor(torch.tensor(list(self.sampler), dtype=torch.int64))
+        yield from shard(order, self.even).tolist()
+
+
+def _sharded_loader(source: Any, argument: str) -> Any:
+    """Under torchrun: a user's plain ``DataLoader`` rebuilt over a sharded sampler, else ``source`` as it is.
+
+    A loader that batches a map-style dataset with a random or sequential order is rebuilt with the
+    same dataset, batch size, collate function and worker settings (shuffled means training: padded
+    shards; sequential means evaluation: unpadded). A ``DistributedSampler`` is kept (the loop calls its
+    ``set_epoch``). Anything else (an iterable dataset, a custom sampler, a generator) is iterated whole
+    by every rank, with a warning: shard it yourself with ``trainwell.distributed.rank()``/``world_size()``.
+    """
+    from torch.utils.data import DistributedSampler
+
+    batch_sampler = getattr(source, "batch_sampler", None)
+    sampler = getattr(batch_sampler, "sampler", None)
+    if (
+        isinstance(source, TensorBatches)
+        or isinstance(sampler, (ShardedSampler, DistributedSampler))
+        or isinstance(getattr(source, "sampler", None), DistributedSampler)
+    ):
+        return source  # already sharded
+    plain = type(batch_sampler) in (BatchSampler, SkippableBatchSampler)
+    if isinstance(source, DataLoader) and plain and isinstance(sampler, (RandomSampler, SequentialSampler)):
+        assert batch_sampler is not None  # for mypy: plain implies it
+        even = isinstance(sampler, RandomSampler)
+        options: dict[str, Any] = {
+            "num_workers": source.num_workers,
+            "collate_fn": source.collate_fn,
+            "pin_memory": source.pin_memory,
+            "timeout": source.timeout,
+            "worker_init_fn": source.worker_init_fn,
+            "multiprocessing_context": source.multiprocessing_context,
+            "generator": source.generator,
+            "persistent_workers": source.persistent_workers,
+            "pin_memory_device": source.pin_memory_device,
+        }
+        if source.num_workers > 0:
+            options["prefetch_factor"] = source.prefetch_factor
+        sharded = SkippableBatchSampler(
+            ShardedSampler(sampler, even=even), batch_sampler.batch_size or 1, batch_sampler.drop_last
+        )
+        return DataLoader(source.dataset, batch_sampler=sharded, **options)
+    if distributed.is_main_process():
+        warnings.warn(
+            f"`{argument}` ({type(source).__name__}) cannot be sharded between the {distributed.world_size()} "
+            "torchrun processes, so every process iterates all of it. Pass a Dataset (fit_dataset) or a "
+            "DataLoader over one with shuffle=True/False, use a DistributedSampler, or shard it yourself "
+            "with trainwell.distributed.rank() and world_size().",
+            stacklevel=4,
+        )
+    return source
 
 
 class SkippableBatchSampler(BatchSampler):
@@ -274,8 +446,9 @@ def dataset_loader(
         order: Sampler[int] = (
             RandomSampler(sized, generator=kwargs.get("generator")) if shuffled else SequentialSampler(sized)
         )
+        # Sharded under torchrun (a no-op otherwise): training shards padded, evaluation ones not.
         kwargs["batch_sampler"] = SkippableBatchSampler(
-            order, kwargs.pop("batch_size"), bool(kwargs.pop("drop_last", False))
+            ShardedSampler(order, even=shuffled), kwargs.pop("batch_size"), bool(kwargs.pop("drop_last", False))
         )
     return DataLoader(dataset, **kwargs)
 

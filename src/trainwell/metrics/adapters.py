@@ -71,6 +71,10 @@ class TorchMetricsEpochMetric(EpochMetric):
     (('mean_squared_error',), tensor(5.))
     """
 
+    # A torchmetrics Metric gathers its states from every process inside compute() when a process group
+    # exists; trainwell must not merge them a second time.
+    syncs_itself = True
+
     def __init__(self, metric: Any, names: str | Sequence[str] | None = None) -> None:
         super().__init__()
         if not is_torchmetrics_like(metric):

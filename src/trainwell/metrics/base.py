@@ -38,6 +38,8 @@ class EpochMetric(ABC):
 
     names: tuple[str, ...] = ()
     higher_is_better: bool | None = None
+    # True when the metric synchronizes its own state between processes (torchmetrics objects do).
+    syncs_itself: bool = False
 
     def __init__(self) -> None:
         self._state: dict[str, torch.Tensor] = {}
@@ -63,6 +65,20 @@ class EpochMetric(ABC):
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Returns copies of the accumulators, for checkpoints."""
         return {key: value.detach().clone() for key, value in self._state.items()}
+
+    def merge_states(self, states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Combines the accumulators of several processes (each a :meth:`state_dict`) into one state.
+
+        Under ``torchrun`` every rank accumulates its share of the data; the epoch value is computed from
+        the merged state. The default adds the tensors key by key, which suits counts and sums; override
+        it for anything else (a running mean, kept samples).
+
+        >>> from trainwell.metrics import FBeta
+        >>> FBeta().merge_states([{'confusion': torch.eye(2)}, {'confusion': torch.ones(2, 2)}])
+        {'confusion': tensor([[2., 1.],
+                [1., 2.]])}
+        """
+        return {key: torch.stack([state[key] for state in states]).sum(0) for key in states[0]}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restores accumulators saved by :meth:`state_dict`, on this metric's current device."""

@@ -83,6 +83,20 @@ class _RegressionMetric(EpochMetric):
     def _per_output(self, count: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def merge_states(self, states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Adds the error sums of several processes; R²'s target means and spreads merge pairwise (Chan)."""
+        merged = dict(states[0])
+        for state in states[1:]:
+            if self.tracks_targets:
+                total = merged["count"] + state["count"]
+                delta = state["target_mean"] - merged["target_mean"]
+                weight = torch.where(total > 0, state["count"] / total.clamp_min(1.0), torch.zeros_like(total))
+                merged["target_m2"] = merged["target_m2"] + state["target_m2"] + delta**2 * merged["count"] * weight
+                merged["target_mean"] = merged["target_mean"] + delta * weight
+            for key in ("count", "squared_error", "absolute_error"):
+                merged[key] = merged[key] + state[key]
+        return merged
+
 
 class MSE(_RegressionMetric):
     """Mean squared error over the epoch, logged as ``mse``.

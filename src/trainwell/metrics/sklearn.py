@@ -108,6 +108,10 @@ class SKLearnMetrics(EpochMetric):
         """Returns the epoch's batches concatenated, one tensor per key (none before the first update)."""
         return {key: value.clone() for key, value in self._concatenated().items()}
 
+    def merge_states(self, states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Concatenates the samples kept by several processes (scikit-learn then sees them all)."""
+        return {key: torch.cat([state[key] for state in states]) for key in states[0]}
+
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restores batches saved by :meth:`state_dict`."""
         unknown = set(state) - set(_KEYS)
