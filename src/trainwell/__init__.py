@@ -14,6 +14,8 @@ from trainwell._lazy import lazy_names
 from trainwell.layers import Lambda
 from trainwell.metrics import F1, MAE, MSE, R2, RMSE, BatchMetric, EpochMetric, FBeta, Precision, Recall, SKLearnMetrics
 from trainwell.model import Model
+from trainwell.optimizers import OptimizerGroup
+from trainwell.step_context import StepContext, StepOutputs
 from trainwell.utils import numpy_to_torch, set_seeds, torch_apply, torch_to, torch_to_numpy
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
@@ -154,6 +156,7 @@ __all__ = [
     "Notificator",
     "OneCycleLR",
     "OptimizerCheckpoint",
+    "OptimizerGroup",
     "OptimizerPolicy",
     "PeriodicSaveCallback",
     "PeriodicSaveLambda",
@@ -167,7 +170,9 @@ __all__ = [
     "SKLearnMetrics",
     "SequentialLR",
     "StateCheckpoint",
+    "StepContext",
     "StepLR",
+    "StepOutputs",
     "Summary",
     "TensorBoardGradientNormLogger",
     "TensorBoardGradientTracker",

@@ -8,7 +8,7 @@ here reads a device value: the tracker and lazy batch logs decide when the host 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,9 @@ import torch
 
 from trainwell.callbacks.base import CallbackList
 from trainwell.metrics.base import BatchMetric, EpochMetric
+from trainwell.optimizers import OptimizerGroup
 from trainwell.rng import capture_rng, restore_rng
+from trainwell.step_context import StepContext, StepOutputs
 from trainwell.steps import Steps, split_batch
 from trainwell.tracking import BatchLogs, MetricTracker
 
@@ -115,6 +117,36 @@ class Loop:
         self.state = LoopState()
         # Set by Model.restore_training_state; consumed by the next fit, whose first epoch must match.
         self.pending_resume: ResumePoint | None = None
+        # fitloop's stage functions by name ('train_epoch_start', 'valid_epoch_end'...): see step_context.
+        self.epoch_functions: dict[str, Callable[..., Any]] = {}
+
+    def _epoch_start(self, phase: str, tracker: MetricTracker) -> None:
+        """Calls the phase's epoch-start function, and asks the tracker to keep outputs for its epoch end."""
+        tracker.collect = f"{phase}_epoch_end" in self.epoch_functions
+        start = self.epoch_functions.get(f"{phase}_epoch_start")
+        if start is not None:
+            start(self._context(phase))
+
+    def _epoch_end(self, phase: str, tracker: MetricTracker, logs: dict[str, Any]) -> dict[str, Any]:
+        """Adds what the phase's epoch-end function computes from its steps' outputs to the logs."""
+        end = self.epoch_functions.get(f"{phase}_epoch_end")
+        if end is None:
+            return logs
+        extra = end(self._context(phase), StepOutputs(tracker.outputs, tracker.output_sizes))
+        tracker.outputs, tracker.output_sizes = [], []
+        if extra is None:
+            return logs
+        if not isinstance(extra, Mapping):
+            raise TypeError(
+                f"`{phase}_epoch_end` must return a dict of values to log, or None. Received a {type(extra).__name__}."
+            )
+        return {**logs, **{key: _to_number(value) for key, value in extra.items()}}
+
+    def _context(self, phase: str) -> StepContext:
+        context = self.steps.context
+        context.phase, context.epoch, context.global_step = phase, self.state.epoch, self.state.global_step
+        context.batch_number = self.state.batch
+        return context
 
     def new_tracker(self, with_loss: bool = True, source: Any = None) -> MetricTracker:
         """A fresh tracker for a phase, made visible to callbacks as ``state.tracker``.
@@ -203,8 +235,10 @@ class Loop:
     ) -> dict[str, Any]:
         """One pass of training batches (or the rest of one, after ``resume``); returns the epoch's logs."""
         steps, state = self.steps, self.state
-        tracker = self.new_tracker(source=source)
+        custom = steps.train_function
+        tracker = self.new_tracker(with_loss=custom is None, source=source)
         state.phase = "train"
+        self._epoch_start("train", tracker)
         done = 0
         if resume is not None and resume.batch > 0:
             done = resume.batch
@@ -229,14 +263,25 @@ class Loop:
                 for method in begin:
                     method(batch_number, {"batch": batch_number})
                 started = time.perf_counter()
-                result = steps.forward_backward(batch, accumulate=accumulate)
-                for method in backward_end:
-                    method(batch_number)
-                pending = batch_number % batches_per_step != 0
+                if custom is None:
+                    result = steps.forward_backward(batch, accumulate=accumulate)
+                    for method in backward_end:
+                        method(batch_number)
+                    pending = batch_number % batches_per_step != 0
+                    if not pending:
+                        steps.optimizer_step()
+                else:
+                    # The user's step does its own backward and optimizer steps: one update per batch.
+                    self._context("train")
+                    result = steps.run_custom(custom, batch)
+                    for method in backward_end:
+                        method(batch_number)
                 if not pending:
-                    steps.optimizer_step()
                     state.optimizer_steps += 1
-                values = tracker.update(result.loss, result.y_pred, result.y_true, result.size)
+                values = tracker.update(result.loss, result.y_pred, result.y_true, result.size, result.values)
+                if tracker.collect:
+                    tracker.outputs.append(result.kept())
+                    tracker.output_sizes.append(result.size)
                 state.global_step += 1
                 if end:
                     _call_batch_end(end, batch_number, result.size, started, tracker, values)
@@ -247,7 +292,8 @@ class Loop:
                 state.optimizer_steps += 1
         if batch_number == 0:
             raise ValueError("The training data produced no batch: check that it is not empty.")
-        return tracker.compute()
+        logs = {**tracker.compute(), **steps.precision.epoch_logs()}
+        return self._epoch_end("train", tracker, logs)
 
     def evaluate_phase(
         self,
@@ -265,8 +311,10 @@ class Loop:
             collect: when given, ``(y_pred, y_true)`` of every batch is appended to it.
         """
         steps, state = self.steps, self.state
-        tracker = self.new_tracker(source=source)
+        custom = steps.evaluate_function
+        tracker = self.new_tracker(with_loss=custom is None, source=source)
         state.phase = phase
+        self._epoch_start(phase, tracker)
         begin = callbacks.listeners[f"on_{phase}_batch_begin"]
         end = callbacks.listeners[f"on_{phase}_batch_end"]
         steps.network.eval()
@@ -278,15 +326,22 @@ class Loop:
                 for method in begin:
                     method(batch_number, {"batch": batch_number})
                 started = time.perf_counter()
-                result = steps.evaluate(batch)
-                values = tracker.update(result.loss, result.y_pred, result.y_true, result.size)
+                if custom is None:
+                    result = steps.evaluate(batch)
+                else:
+                    self._context(phase)
+                    result = steps.run_custom(custom, batch)
+                values = tracker.update(result.loss, result.y_pred, result.y_true, result.size, result.values)
+                if tracker.collect:
+                    tracker.outputs.append(result.kept())
+                    tracker.output_sizes.append(result.size)
                 if collect is not None:
                     collect.append((result.y_pred, result.y_true))
                 if end:
                     _call_batch_end(end, batch_number, result.size, started, tracker, values)
         if batch_number == 0:
             raise ValueError(f"The {phase} data produced no batch: check that it is not empty.")
-        return tracker.compute()
+        return self._epoch_end(phase, tracker, tracker.compute())
 
     def predict_phase(
         self, source: Iterable[Any], callbacks: CallbackList, has_ground_truth: bool
@@ -315,6 +370,13 @@ class Loop:
                 for method in end:
                     method(batch_number, {"batch": batch_number, "time": time.perf_counter() - started})
         return predictions, truths
+
+
+def _to_number(value: Any) -> Any:
+    """An epoch-end value as a plain number when it is a scalar (one host read per value per epoch)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return value
 
 
 def _all_class_labels(targets: Any) -> bool:
@@ -352,19 +414,25 @@ def _continue(source: Iterable[Any], done: int, epoch_rng: dict[str, Any] | None
 _END = object()
 
 
-def learning_rates(optimizer: torch.optim.Optimizer | None) -> dict[str, float]:
+def learning_rates(optimizer: torch.optim.Optimizer | OptimizerGroup | None, prefix: str = "lr") -> dict[str, float]:
     """The current learning rate as epoch logs: ``lr``, or ``lr_group_0``, ``lr_group_1``... per param group.
+
+    Named optimizers log ``lr_<name>`` (``lr_<name>_group_<i>`` with several groups).
 
     >>> learning_rates(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5))
     {'lr': 0.5}
     """
     if optimizer is None:
         return {}
+    if isinstance(optimizer, OptimizerGroup):
+        return {
+            key: value for name, part in optimizer.items() for key, value in learning_rates(part, f"lr_{name}").items()
+        }
     groups = optimizer.param_groups
     # float(): a tensor learning rate (capturable optimizers) becomes a plain number, once per epoch.
     if len(groups) == 1:
-        return {"lr": float(groups[0]["lr"])}
-    return {f"lr_group_{index}": float(group["lr"]) for index, group in enumerate(groups)}
+        return {prefix: float(groups[0]["lr"])}
+    return {f"{prefix}_group_{index}": float(group["lr"]) for index, group in enumerate(groups)}
 
 
 def _call_batch_end(

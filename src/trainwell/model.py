@@ -6,7 +6,7 @@ batch source (:mod:`trainwell.data`); each family funnels into one private metho
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from trainwell.callbacks.base import Callback, CallbackList
 from trainwell.callbacks.progress import ProgressionCallback
+from trainwell.compilation import CompiledNetwork, compile_options
 from trainwell.data import IterableBatches, TensorBatches, dataset_loader
 from trainwell.loop import Loop, LoopState, source_length
 from trainwell.metrics.resolve import check_unique_names, resolve_batch_metrics, resolve_epoch_metrics
@@ -22,9 +23,12 @@ from trainwell.model_helpers import dataset_argument, iterable_argument, pair_ar
 from trainwell.model_inference import EvaluateAndPredict
 from trainwell.model_state import TrainingState
 from trainwell.model_storage import WeightsAndDevices
+from trainwell.optimizers import is_optimizer_mapping, resolve_optimizers
+from trainwell.precision import MixedPrecision
 from trainwell.registry import resolve_loss, resolve_optimizer
-from trainwell.steps import Steps
-from trainwell.validation import check_positive_int
+from trainwell.step_context import EPOCH_FUNCTION_NAMES, StepContext
+from trainwell.steps import StepFunction, Steps
+from trainwell.validation import check_callable, check_positive_int
 
 __all__ = ["Model"]
 
@@ -45,6 +49,22 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
             :class:`~trainwell.metrics.FBeta`, torchmetrics objects...).
         device: where to run: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, a ``torch.device``, a list of devices or
             ``'all'`` (DataParallel). None leaves the network where it is and sends batches to its device.
+        precision: ``'32'`` (default), ``'bf16'`` (autocast in bfloat16) or ``'16'`` (autocast in float16
+            with a gradient scaler); see :mod:`trainwell.precision`.
+        compile: True (or a dict of ``torch.compile`` keyword arguments) compiles the network, running it
+            eagerly with one warning if compilation fails.
+        train_step: a function ``step(context, batch) -> dict`` replacing the training step: it does its own
+            backward and optimizer steps, and returns the values to log (see
+            :class:`~trainwell.step_context.StepContext`). A subclass may define a ``train_step`` method instead.
+        evaluate_step: the same for validation and test batches (run without gradients).
+        epoch_functions: fitloop's stage functions by name: ``'train_epoch_start'``, ``'train_epoch_end'``,
+            ``'valid_epoch_start'``... An epoch start gets the context; an epoch end gets the context and the
+            phase's :class:`~trainwell.step_context.StepOutputs`, and returns values to add to the logs.
+            Methods of those names on a subclass work too.
+
+    ``optimizer`` may also be a dict of named optimizers, ``{'generator': ..., 'discriminator': ...}``
+    (instances, names or spec dicts built over the sub-network of the same name): ``model.optimizer`` is
+    then an :class:`~trainwell.optimizers.OptimizerGroup`, saved and restored as one.
 
     >>> network = nn.Linear(4, 3)
     >>> model = Model(network, 'sgd', 'cross_entropy', batch_metrics=['accuracy'])
@@ -64,6 +84,11 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         batch_metrics: list[Any] | None = None,
         epoch_metrics: list[Any] | None = None,
         device: Any = None,
+        precision: Any = "32",
+        compile: Any = False,
+        train_step: StepFunction | None = None,
+        evaluate_step: StepFunction | None = None,
+        epoch_functions: dict[str, Callable[..., Any]] | None = None,
     ) -> None:
         if not isinstance(network, nn.Module):
             raise TypeError(
@@ -71,7 +96,11 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
                 "Wrap a function with trainwell.Lambda, or subclass nn.Module."
             )
         self.network = network
-        self.optimizer = resolve_optimizer(optimizer, network)
+        self.optimizer: Any = (
+            resolve_optimizers(optimizer, network)
+            if is_optimizer_mapping(optimizer)
+            else resolve_optimizer(optimizer, network)
+        )
         self.loss_function = None if loss_function is None else resolve_loss(loss_function)
         self.batch_metrics = resolve_batch_metrics(batch_metrics, "batch_metrics")
         self.epoch_metrics = resolve_epoch_metrics(epoch_metrics, "epoch_metrics")
@@ -79,9 +108,48 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         self.stop_training = False
         self.device: torch.device | None = None
         self._steps = Steps(network, self.optimizer, self.loss_function, None)
+        self._steps.set_precision(MixedPrecision(precision))
+        self._steps.context = StepContext(self, self._steps)
         self._loop = Loop(self._steps, self.batch_metrics, self.epoch_metrics, self)
+        self._set_custom_steps(train_step, evaluate_step, epoch_functions)
+        self._compile_options = compile_options(compile)
         if device is not None:
             self.to(device)
+        self._compile()
+
+    def _set_custom_steps(
+        self,
+        train_step: StepFunction | None,
+        evaluate_step: StepFunction | None,
+        epoch_functions: dict[str, Callable[..., Any]] | None,
+    ) -> None:
+        # Arguments first, then methods a subclass defines under the same names.
+        steps = self._steps
+        steps.train_function = check_callable(train_step, "train_step") or getattr(self, "train_step", None)
+        steps.evaluate_function = check_callable(evaluate_step, "evaluate_step") or getattr(self, "evaluate_step", None)
+        functions = dict(epoch_functions or {})
+        for name, function in functions.items():
+            if name not in EPOCH_FUNCTION_NAMES:
+                raise ValueError(
+                    f"Unknown key {name!r} in `epoch_functions`. The keys are {list(EPOCH_FUNCTION_NAMES)}."
+                )
+            check_callable(function, f"epoch_functions[{name!r}]")
+        for name in EPOCH_FUNCTION_NAMES:
+            method = getattr(self, name, None)
+            if name not in functions and method is not None:
+                functions[name] = method
+        self._loop.epoch_functions = functions
+
+    def _compile(self) -> None:
+        options = self._compile_options
+        if options is None:
+            return
+        network = self._steps.network
+        if isinstance(network, nn.ModuleDict):
+            # No forward of its own: each part is compiled, and custom steps call the parts.
+            self._steps.networks = {name: CompiledNetwork(part, options) for name, part in network.items()}
+        else:
+            self._steps.network = CompiledNetwork(network, options)
 
     # -- introspection ------------------------------------------------------------------------------------
     @property
@@ -280,8 +348,13 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         check_positive_int(batches_per_step, "batches_per_step")
         check_positive_int(steps_per_epoch, "steps_per_epoch", allow_none=True)
         check_positive_int(validation_steps, "validation_steps", allow_none=True)
-        if self.optimizer is None:
+        if self.optimizer is None and self._steps.train_function is None:
             raise RuntimeError("This Model has no optimizer: pass `optimizer` to Model(...) before calling fit.")
+        if batches_per_step > 1 and self._steps.train_function is not None:
+            raise ValueError(
+                f"`batches_per_step` must be 1 with a custom train_step, which applies its optimizers itself. "
+                f"Received: batches_per_step={batches_per_step}. Accumulate inside the step instead."
+            )
         if steps_per_epoch is not None and isinstance(train, TensorBatches):
             train = IterableBatches(train, steps_per_epoch)
         if validation_steps is not None and isinstance(valid, TensorBatches):
@@ -304,7 +377,9 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
             )
 
     def _running(self) -> _Run:
-        self._steps.device = self._data_device()
+        device = self._data_device()
+        self._steps.device = device
+        self._steps.precision.bind(device)
         return _Run(self._steps)
 
 

@@ -16,20 +16,37 @@ import torch
 from torch import nn
 
 from trainwell.data import batch_size_of, to_device
+from trainwell.optimizers import OptimizerGroup
+from trainwell.precision import MixedPrecision
+from trainwell.step_context import split_step_output
 from trainwell.utils import torch_apply
 from trainwell.validation import check_targets
 
-__all__ = ["StepResult", "Steps", "split_batch"]
+__all__ = ["StepFunction", "StepResult", "Steps", "split_batch"]
+
+# A user's own step: ``step(context, batch) -> {name: value}`` (see trainwell.step_context.StepContext).
+StepFunction = Callable[[Any, Any], Any]
 
 
 @dataclass
 class StepResult:
-    """What one batch produced: the detached loss, the predictions and targets, the batch size."""
+    """What one batch produced: the detached loss, the predictions and targets, the batch size.
+
+    A custom step also gives ``values``, the named scalars it logs, and ``outputs``, all it returned.
+    """
 
     loss: torch.Tensor | None
     y_pred: Any
     y_true: Any
     size: int
+    values: dict[str, torch.Tensor] | None = None
+    outputs: dict[str, Any] | None = None
+
+    def kept(self) -> dict[str, Any]:
+        """What an epoch-end function sees of this step."""
+        if self.outputs is not None:
+            return self.outputs
+        return {"loss": self.loss, "y_pred": self.y_pred, "y_true": self.y_true}
 
 
 def split_batch(batch: Any, argument: str = "generator") -> tuple[Any, Any]:
@@ -77,7 +94,7 @@ class Steps:
     def __init__(
         self,
         network: nn.Module,
-        optimizer: torch.optim.Optimizer | None,
+        optimizer: torch.optim.Optimizer | OptimizerGroup | None,
         loss_function: Callable[..., torch.Tensor] | None,
         device: torch.device | None,
     ) -> None:
@@ -85,7 +102,8 @@ class Steps:
         self.optimizer = optimizer
         self.loss_function = loss_function
         self.device = device
-        # Mixed precision plugs in here: a context for forward + loss, and a scaler for backward.
+        # Mixed precision: a context for forward + loss, and for fp16 a gradient scaler.
+        self.precision = MixedPrecision("32")
         self.autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
         self.examples_in_step = 0
         # Called when the step's gradients are final (accumulation averaged, later AMP-unscaled) and
@@ -94,6 +112,12 @@ class Steps:
         self.check_next_targets = True
         # In-memory targets are checked whole, once per phase, instead of only the first batch's.
         self.all_targets: Any = None
+        # A user's own steps, ``step(context, batch) -> dict``, replace forward_backward/evaluate.
+        self.train_function: StepFunction | None = None
+        self.evaluate_function: StepFunction | None = None
+        self.context: Any = None
+        # The parts a custom step calls, when they differ from the network's own (compiled, distributed).
+        self.networks: dict[str, nn.Module] | None = None
 
     def _forward_loss(self, x: Any, y: Any) -> tuple[torch.Tensor, Any, Any]:
         x = to_device(x, self.device)
@@ -122,12 +146,19 @@ class Steps:
         size = batch_size_of(x, y)
         loss, y_pred, y = self._forward_loss(x, y)
         if accumulate:
-            (loss * size).backward()
+            self.backward(loss * size)
             self.examples_in_step += size
         else:
-            loss.backward()
+            self.backward(loss)
         y_pred = y_pred.detach() if isinstance(y_pred, torch.Tensor) else torch_apply(y_pred, torch.Tensor.detach)
         return StepResult(loss.detach(), y_pred, y, size)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backpropagates ``loss``, through the gradient scaler when fp16 precision uses one."""
+        if self.precision.scaler is not None:
+            self.precision.scaler.scale(loss).backward()
+        else:
+            loss.backward()
 
     def optimizer_step(self) -> None:
         """Applies the optimizer to the gradients gathered since the last step, then clears them."""
@@ -141,10 +172,24 @@ class Steps:
                     if parameter.grad is not None:
                         parameter.grad.mul_(scale)
             self.examples_in_step = 0
+        optimizer = self.optimizer
+        self._apply([optimizer] if isinstance(optimizer, torch.optim.Optimizer) else list(optimizer.values()))
+
+    def apply_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Steps one optimizer on its final gradients (unscaled, clipped by hooks), then clears them."""
+        self._apply([optimizer])
+
+    def _apply(self, optimizers: list[torch.optim.Optimizer]) -> None:
+        precision = self.precision
+        if precision.scaler is not None:
+            for optimizer in optimizers:
+                precision.scaler.unscale_(optimizer)  # clipping hooks must see the true gradients
         for hook in self.before_optimizer_step:
             hook()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            precision.step(optimizer)
+            optimizer.zero_grad(set_to_none=True)
+        precision.update()
 
     def evaluate(self, batch: Any) -> StepResult:
         """Forward and loss without gradients on a ``(x, y)`` batch."""
@@ -153,16 +198,29 @@ class Steps:
         loss, y_pred, y = self._forward_loss(x, y)
         return StepResult(loss, y_pred, y, size)
 
+    def run_custom(self, function: StepFunction, batch: Any) -> StepResult:
+        """Runs a user's step on a batch moved to the device; splits what it returned for the loop."""
+        batch = to_device(batch, self.device)
+        logged, y_pred, y_true, size, kept = split_step_output(function(self.context, batch), batch)
+        return StepResult(None, y_pred, y_true, size, logged, kept)
+
     def predict(self, x: Any) -> Any:
         """The network's output on inputs ``x`` (no gradients are tracked by the caller)."""
         x = to_device(x, self.device)
         with self.autocast():
             return call_network(self.network, x)
 
+    def set_precision(self, precision: MixedPrecision) -> None:
+        """Uses ``precision`` for the following steps (autocast context and gradient scaler)."""
+        self.precision = precision
+        self.autocast = precision.autocast
+
     def state_dict(self) -> dict[str, Any]:
-        """The state a checkpoint needs to continue a partially accumulated step."""
-        return {"examples_in_step": self.examples_in_step}
+        """The state a checkpoint needs to continue: a partially accumulated step, the gradient scaler."""
+        return {"examples_in_step": self.examples_in_step, "precision": self.precision.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`."""
         self.examples_in_step = int(state["examples_in_step"])
+        if state.get("precision") is not None:
+            self.precision.load_state_dict(state["precision"])

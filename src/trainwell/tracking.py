@@ -99,14 +99,13 @@ class MetricTracker:
         self.batch_metrics = list(batch_metrics)
         self.epoch_metrics = list(epoch_metrics)
         self.with_loss = with_loss
-        self.batch_names: list[tuple[str, ...]] = ([("loss",)] if with_loss else []) + [
-            metric.names for metric in self.batch_metrics
-        ]
-        loss_scale: list[float | None] = [None] if with_loss else []
-        # The scale of each tracked value (loss first): None for a batch mean, summed weighted by batch size.
-        self._scales = loss_scale + [
-            metric.scale if metric.counts is not None else None for metric in self.batch_metrics
-        ]
+        # Values a custom step returns by name, tracked like the loss; known from the phase's first batch.
+        self.extra_names: tuple[str, ...] = ()
+        self._set_names()
+        # When the phase has an epoch-end function, every step's returned values are kept for it.
+        self.collect = False
+        self.outputs: list[dict[str, Any]] = []
+        self.output_sizes: list[int] = []
         self.count = 0
         self._sums: list[torch.Tensor] | None = None
         # Batches not yet added to the sums: appending costs nothing on the device, and folding them in
@@ -123,6 +122,31 @@ class MetricTracker:
 
     FOLD_EVERY = 64
 
+    def _set_names(self) -> None:
+        self.batch_names: list[tuple[str, ...]] = (
+            ([("loss",)] if self.with_loss else [])
+            + [metric.names for metric in self.batch_metrics]
+            + [(name,) for name in self.extra_names]
+        )
+        loss_scale: list[float | None] = [None] if self.with_loss else []
+        # The scale of each tracked value (loss first): None for a batch mean, summed weighted by batch size.
+        self._scales = (
+            loss_scale
+            + [metric.scale if metric.counts is not None else None for metric in self.batch_metrics]
+            + [None] * len(self.extra_names)
+        )
+
+    def _set_extra_names(self, names: tuple[str, ...]) -> None:
+        clash = set(names) & {name for group in self.batch_names for name in group}
+        if clash:
+            raise ValueError(
+                f"A custom step returned {sorted(clash)}, which the model's loss or metrics already log. "
+                "Rename those values, or leave the metric out of the Model."
+            )
+        self.extra_names = names
+        self._set_names()
+        self._set_kinds(self.targets_valid)
+
     def _set_kinds(self, targets_valid: bool) -> None:
         self.targets_valid = targets_valid
         kinds = ["mean"] if self.with_loss else []
@@ -137,6 +161,7 @@ class MetricTracker:
             else:
                 kinds.append("counts")
                 producers.append(metric.counts)
+        kinds.extend("mean" for _ in self.extra_names)
         self._kinds, self._producers = kinds, producers
         self._uses_numel = "hits" in kinds
 
@@ -151,19 +176,50 @@ class MetricTracker:
         self._sums = None
         self._pending, self._pending_sizes, self._pending_numels = [], [], []
         self._numel_total = 0
+        self.outputs, self.output_sizes = [], []
+        self.extra_names = ()
+        self._set_names()
         self._set_kinds(targets_valid)
         for metric in self.epoch_metrics:
             metric.reset()
 
-    def update(self, loss: torch.Tensor | None, y_pred: Any, y_true: Any, size: int) -> list[torch.Tensor]:
+    def update(
+        self,
+        loss: torch.Tensor | None,
+        y_pred: Any,
+        y_true: Any,
+        size: int,
+        extra: dict[str, torch.Tensor] | None = None,
+    ) -> list[torch.Tensor]:
         """Adds one batch; returns the batch's raw values (loss first), still on the device.
 
         ``loss`` and ``y_pred`` arrive detached (the steps do it), so no autograd graph is built here
-        without paying for a ``no_grad`` context on every batch.
+        without paying for a ``no_grad`` context on every batch. ``extra`` holds the named scalars a
+        custom step returned; every batch of a phase must return the same names.
         """
+        if y_pred is None and (self._producers or self.epoch_metrics):
+            raise ValueError(
+                "The model has metrics, but the custom step returned no 'y_pred' and 'y_true' to compute them "
+                "from. Return them in the step's dict, or leave the metrics out of the Model."
+            )
         values = _BatchValues(produce(y_pred, y_true) for produce in self._producers)
         if self.with_loss and loss is not None:
             values.insert(0, loss)
+        if extra:
+            names = tuple(extra)
+            if names != self.extra_names:
+                if self.count or self.extra_names:
+                    raise ValueError(
+                        f"A custom step returned the values {list(names)} after returning {list(self.extra_names)} "
+                        "earlier in the phase; return the same names at every step."
+                    )
+                self._set_extra_names(names)
+            values.extend(extra.values())
+        elif self.extra_names:
+            raise ValueError(
+                f"A custom step returned no value to log after returning {list(self.extra_names)} earlier in "
+                "the phase; return the same names at every step."
+            )
         if self._uses_numel:
             values.numel = y_true.numel()
             self._pending_numels.append(values.numel)
@@ -229,9 +285,9 @@ class MetricTracker:
         it every few steps catches every bad batch without a host transfer per batch.
         """
         sums = self._folded()
-        if not self.with_loss or not sums:
+        if not sums or ("loss",) not in self.batch_names:
             return None
-        return sums[0]
+        return sums[self.batch_names.index(("loss",))]
 
     def running_logs(self) -> dict[str, float]:
         """The averages so far (one host transfer)."""
@@ -260,6 +316,9 @@ class MetricTracker:
             "pending_numels": list(self._pending_numels),
             "numel_total": self._numel_total,
             "targets_valid": self.targets_valid,
+            "extra_names": list(self.extra_names),
+            "outputs": [dict(output) for output in self.outputs],
+            "output_sizes": list(self.output_sizes),
             "epoch_metrics": [metric.state_dict() for metric in self.epoch_metrics],
         }
 
@@ -271,6 +330,11 @@ class MetricTracker:
         self._pending_sizes = [int(size) for size in state.get("pending_sizes", [])]
         self._pending_numels = [int(numel) for numel in state.get("pending_numels", [])]
         self._numel_total = int(state.get("numel_total", 0))
-        self._set_kinds(bool(state.get("targets_valid", False)))
+        self.targets_valid = bool(state.get("targets_valid", False))
+        self.extra_names = tuple(state.get("extra_names", ()))
+        self._set_names()
+        self._set_kinds(self.targets_valid)
+        self.outputs = [dict(output) for output in state.get("outputs", [])]
+        self.output_sizes = [int(size) for size in state.get("output_sizes", [])]
         for metric, metric_state in zip(self.epoch_metrics, state["epoch_metrics"]):
             metric.load_state_dict(metric_state)

@@ -33,6 +33,19 @@ _CLASS_INDEX_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss)
 _FLOAT_TARGET_LOSSES = (nn.BCEWithLogitsLoss, nn.BCELoss)
 
 
+def check_callable(value: Any, argument: str) -> Any:
+    """Returns ``value`` when it is None or callable; raises a TypeError naming ``argument`` otherwise.
+
+    >>> check_callable(print, 'train_step') is print
+    True
+    """
+    if value is not None and not callable(value):
+        raise TypeError(
+            f"`{argument}` must be a function (or None). Received: {argument} of type {type(value).__name__}."
+        )
+    return value
+
+
 def check_targets(loss_function: Any, y_pred: Any, y_true: Any) -> None:
     """Checks targets against the loss before they reach the device.
 
