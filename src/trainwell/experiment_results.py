@@ -130,7 +130,7 @@ class ExperimentResults:
             raise RuntimeError("This experiment has monitoring=False: there is no best epoch.")
         stats = self.get_stats()
         column = self._monitored_column(stats)
-        mode = infer_mode(column) if self.monitor_mode == "auto" else self.monitor_mode
+        mode = infer_mode(column, getattr(self, "model", None)) if self.monitor_mode == "auto" else self.monitor_mode
         index = stats[column].idxmax() if mode == "max" else stats[column].idxmin()
         return stats.loc[[index]]
 
@@ -150,8 +150,9 @@ class ExperimentResults:
             )
         mine, theirs = self.get_best_epoch_stats(), other.get_best_epoch_stats()
         column, other_column = self._monitored_column(mine), other._monitored_column(theirs)
-        mode = infer_mode(column) if self.monitor_mode == "auto" else self.monitor_mode
-        other_mode = infer_mode(other_column) if other.monitor_mode == "auto" else other.monitor_mode
+        mode = infer_mode(column, getattr(self, "model", None)) if self.monitor_mode == "auto" else self.monitor_mode
+        other_auto = infer_mode(other_column, getattr(other, "model", None))
+        other_mode = other_auto if other.monitor_mode == "auto" else other.monitor_mode
         if (column, mode) != (other_column, other_mode):
             raise ValueError(
                 f"The runs monitor different things ({column!r}/{mode} here, {other_column!r}/{other_mode} there): "

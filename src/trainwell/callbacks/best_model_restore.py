@@ -26,7 +26,9 @@ class BestModelRestore(Callback):
 
     Args:
         monitor: the epoch log to watch (``'val_loss'``, ``'val_acc'``...).
-        mode: ``'min'``, ``'max'`` or ``'auto'`` (from the log's name).
+        mode: ``'min'``, ``'max'`` or ``'auto'`` (default: from the model's metric, whose
+            ``higher_is_better`` decides, else from the name: losses and errors are minimized, accuracies
+            and scores maximized).
         verbose: print a line at each improvement and when the weights are restored.
 
     >>> import torch
@@ -36,10 +38,14 @@ class BestModelRestore(Callback):
     ...                     callbacks=[BestModelRestore(monitor='loss')])
     """
 
-    def __init__(self, *, monitor: str = "val_loss", mode: str = "min", verbose: bool = False) -> None:
+    def __init__(self, *, monitor: str = "val_loss", mode: str = "auto", verbose: bool = False) -> None:
         self.monitor = Monitor(monitor, mode, owner="BestModelRestore")
         self.verbose = verbose
         self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def set_model(self, model: Any) -> None:  # noqa: D102
+        super().set_model(model)
+        self.monitor.set_model(model)
 
     def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         previous = self.monitor.best

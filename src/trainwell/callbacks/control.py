@@ -27,7 +27,9 @@ class EarlyStopping(Callback):
         min_delta: the smallest change that counts as an improvement.
         patience: how many epochs without improvement are tolerated.
         verbose: print a line when training is stopped.
-        mode: ``'min'``, ``'max'`` or ``'auto'`` (from the metric's name).
+        mode: ``'min'``, ``'max'`` or ``'auto'`` (default: from the model's metric, whose
+            ``higher_is_better`` decides, else from the name: losses and errors are minimized, accuracies
+            and scores maximized).
         restore_best_weights: when training is stopped by this callback, load back the weights of the
             best epoch (as Keras does); the copy is kept on the CPU.
 
@@ -46,7 +48,7 @@ class EarlyStopping(Callback):
         min_delta: float = 0.0,
         patience: int = 0,
         verbose: bool = False,
-        mode: str = "min",
+        mode: str = "auto",
         restore_best_weights: bool = False,
     ) -> None:
         if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
@@ -58,6 +60,10 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.stopped_epoch: int | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def set_model(self, model: Any) -> None:  # noqa: D102
+        super().set_model(model)
+        self.monitor.set_model(model)
 
     def on_train_begin(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
         self.stopped_epoch = None

@@ -7,16 +7,39 @@ agree on what "better" means.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Monitor", "infer_mode"]
+from trainwell.metrics.base import direction_of
+from trainwell.registry import LOSS_ALIASES, LOSS_NAMES
 
-# Log keys (without the 'val_'/'test_' prefix) where a larger value is better. Anything else that is
-# monitored with mode='auto' is taken as a loss or an error, where smaller is better.
+__all__ = ["Monitor", "infer_mode", "metric_direction"]
+
+# Log keys (without the 'val_'/'test_' prefix) where a smaller value is better, checked first ('mape' is
+# an error, not a mean average precision). Loss names from the registry count too.
+_LOWER_IS_BETTER_PREFIXES = (
+    "loss",
+    "mse",
+    "mae",
+    "rmse",
+    "msle",
+    "mape",
+    "smape",
+    "err",
+    "error",
+    "wer",
+    "cer",
+    "perplexity",
+    "ppl",
+    "nll",
+    "kl_div",
+)
+# ...and where a larger one is better.
 _HIGHER_IS_BETTER_PREFIXES = (
     "acc",
     "bin_acc",
+    "balanced_acc",
     "top",
     "fscore",
     "bin_fscore",
@@ -26,27 +49,76 @@ _HIGHER_IS_BETTER_PREFIXES = (
     "r2",
     "auc",
     "auroc",
+    "roc_auc",
+    "average_precision",
     "iou",
     "jaccard",
     "dice",
     "bleu",
     "rouge",
     "map",
+    "explained_variance",
 )
 
 
-def infer_mode(monitor: str) -> str:
-    """The direction of a log key: 'max' for accuracies, F-scores, R²..., 'min' otherwise.
+def _strip_phase(name: str) -> str:
+    for prefix in ("val_", "test_"):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def _direction_from_name(name: str) -> str | None:
+    key = _strip_phase(name).lower()
+    losses = {loss.lower() for loss in (*LOSS_NAMES, *LOSS_ALIASES)}
+    if "loss" in key or key in losses or key.startswith(_LOWER_IS_BETTER_PREFIXES) or key.endswith("_error"):
+        return "min"
+    if key.startswith(_HIGHER_IS_BETTER_PREFIXES) or key.endswith(("_score", "accuracy")):
+        return "max"
+    return None
+
+
+def _direction_from_model(name: str, model: Any) -> str | None:
+    key = _strip_phase(name)
+    for metric in [*(getattr(model, "batch_metrics", None) or []), *(getattr(model, "epoch_metrics", None) or [])]:
+        higher = direction_of(metric, key)
+        if higher is not None:
+            return "max" if higher else "min"
+    return None
+
+
+def metric_direction(monitor: str, model: Any = None) -> str | None:
+    """Whether a logged value is better small (``'min'``) or large (``'max'``); None when it cannot be told.
+
+    The model's metrics are asked first: trainwell's metrics and torchmetrics objects declare
+    ``higher_is_better`` (a metric renamed with a ``(name, metric)`` pair keeps its direction). Then the
+    name decides: losses and errors (``loss``, ``mse``, ``mae``, ``*_error``...) are minimized;
+    accuracies, F-scores, R², AUC, IoU, ``*_score``... maximized. ``val_`` and ``test_`` prefixes are
+    ignored.
+
+    Args:
+        monitor: the log key, such as ``'val_loss'`` or ``'val_multiclass_auroc'``.
+        model: a :class:`~trainwell.Model` (or anything with ``batch_metrics``/``epoch_metrics``), or None.
+
+    >>> metric_direction('val_acc'), metric_direction('val_loss_g'), metric_direction('r2_score')
+    ('max', 'min', 'max')
+    >>> metric_direction('val_my_value') is None
+    True
+    """
+    if model is not None:
+        found = _direction_from_model(monitor, model)
+        if found is not None:
+            return found
+    return _direction_from_name(monitor)
+
+
+def infer_mode(monitor: str, model: Any = None) -> str:
+    """The direction of a log key: :func:`metric_direction`, or 'min' (Poutyne's default) when unknown.
 
     >>> infer_mode('val_acc'), infer_mode('val_loss'), infer_mode('fscore_macro'), infer_mode('val_mae')
     ('max', 'min', 'max', 'min')
     """
-    name = monitor
-    for prefix in ("val_", "test_"):
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
-            break
-    return "max" if name.lower().startswith(_HIGHER_IS_BETTER_PREFIXES) else "min"
+    return metric_direction(monitor, model) or "min"
 
 
 class Monitor:
@@ -54,13 +126,17 @@ class Monitor:
 
     Args:
         monitor: the key to read from the epoch logs (``'val_loss'``, ``'val_acc'``...).
-        mode: ``'min'``, ``'max'``, or ``'auto'`` (inferred from the key by :func:`infer_mode`).
+        mode: ``'min'``, ``'max'``, or ``'auto'``: inferred by :func:`metric_direction`, from the model's
+            metrics once :meth:`set_model` gives it, else from the key's name. When neither tells, a
+            warning says so and smaller is taken as better.
         min_delta: how much a value must beat the best by to count as an improvement.
         owner: the name of the callback using it, for error messages.
 
     >>> monitor = Monitor('val_acc', 'max')
     >>> monitor.update({'val_acc': 90.0}), monitor.update({'val_acc': 85.0}), monitor.best
     (True, False, 90.0)
+    >>> Monitor('val_top5', 'auto').mode
+    'max'
     """
 
     def __init__(self, monitor: str, mode: str = "min", min_delta: float = 0.0, owner: str = "callback") -> None:
@@ -73,11 +149,47 @@ class Monitor:
         if not isinstance(min_delta, (int, float)) or min_delta < 0:
             raise ValueError(f"`min_delta` must be a number >= 0. Received: min_delta={min_delta!r}.")
         self.monitor = monitor
-        self.mode = infer_mode(monitor) if mode == "auto" else mode
+        self.auto = mode == "auto"
         self.min_delta = float(min_delta)
         self.owner = owner
-        self.best: float = math.inf if self.mode == "min" else -math.inf
         self.best_epoch: int | None = None
+        self._mode: str | None = None
+        self.best: float = math.nan  # set with the mode: +inf for 'min', -inf for 'max'
+        self._set_mode(_direction_from_name(monitor) if self.auto else mode)
+
+    def _set_mode(self, mode: str | None) -> None:
+        if mode is None or mode == self._mode:
+            return
+        self._mode = mode
+        if self.best_epoch is None and not math.isfinite(self.best):  # nothing recorded or restored yet
+            self.best = math.inf if mode == "min" else -math.inf
+
+    @property
+    def mode(self) -> str:
+        """``'min'`` or ``'max'``; with ``mode='auto'`` and no way to tell, warns once and takes ``'min'``."""
+        if self._mode is None:
+            warnings.warn(
+                f"{self.owner} cannot tell whether a larger or a smaller {self.monitor!r} is better: no metric of "
+                "the model declares it (higher_is_better) and the name is not a known loss or score. Smaller is "
+                f"taken as better; pass mode='max' or mode='min' to {self.owner} to choose.",
+                stacklevel=3,
+            )
+            self._set_mode("min")
+        assert self._mode is not None
+        return self._mode
+
+    def set_model(self, model: Any) -> None:
+        """With ``mode='auto'``, takes the direction from the model's metric logged as ``monitor``.
+
+        A metric's own ``higher_is_better`` wins over what the name suggests. Called by the callbacks'
+        ``set_model``, before training starts, so an undecidable direction is reported before any epoch.
+        """
+        if not self.auto:
+            return
+        found = _direction_from_model(self.monitor, model)
+        if found is not None:
+            self._set_mode(found)
+        self.mode  # noqa: B018 (warns now, before training, when the direction is still unknown)
 
     def value(self, logs: Mapping[str, Any]) -> float:
         """Reads the monitored value, with a ValueError listing the available keys when it is missing."""
@@ -93,9 +205,10 @@ class Monitor:
 
     def is_improvement(self, value: float) -> bool:
         """Whether ``value`` beats the best by more than ``min_delta`` (NaN never does)."""
+        mode = self.mode
         if math.isnan(value):
             return False
-        if self.mode == "min":
+        if mode == "min":
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 

@@ -62,7 +62,9 @@ class PeriodicSaveCallback(Callback):
     Args:
         filename: the path template of the files to write.
         monitor: the epoch log compared across epochs with ``save_best_only``.
-        mode: ``'min'``, ``'max'`` or ``'auto'``: whether a smaller or a larger ``monitor`` is better.
+        mode: ``'min'``, ``'max'`` or ``'auto'``: whether a smaller or a larger ``monitor`` is better
+            (``'auto'``, the default: from the model's metric, whose ``higher_is_better`` decides, else from
+            the name: losses and errors are minimized, accuracies and scores maximized).
         save_best_only: write only when ``monitor`` improves.
         keep_only_last_best: delete the previous best file when a new best is written under another
             name (needs ``save_best_only``).
@@ -91,7 +93,7 @@ class PeriodicSaveCallback(Callback):
         filename: str | os.PathLike[str],
         *,
         monitor: str = "val_loss",
-        mode: str = "min",
+        mode: str = "auto",
         save_best_only: bool = False,
         keep_only_last_best: bool = False,
         restore_best: bool = False,
@@ -162,6 +164,11 @@ class PeriodicSaveCallback(Callback):
         return type(self).restore is not PeriodicSaveCallback.restore
 
     # -- the hooks -----------------------------------------------------------------------------------
+    def set_model(self, model: Any) -> None:  # noqa: D102
+        super().set_model(model)
+        if self.save_best_only:  # periodic saves compare nothing: no direction to infer
+            self.monitor.set_model(model)
+
     def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         # Formatted every epoch, so that a wrong template fails at the first epoch, not at the first save.
         filename = self.format_filename(epoch_number, logs)

@@ -52,6 +52,17 @@ def _members(metric: Any) -> list[tuple[str, Any]]:
     return []
 
 
+def _declared_direction(metric: Any) -> bool | tuple[bool | None, ...] | None:
+    """A torchmetrics object's ``higher_is_better``; for a collection, its members' in key order."""
+    value = getattr(metric, "higher_is_better", None)
+    if isinstance(value, bool):
+        return value
+    members = _members(metric)
+    if len(members) > 1 or (members and members[0][0]):
+        return tuple(getattr(member, "higher_is_better", None) for _, member in members)
+    return None
+
+
 class TorchMetricsEpochMetric(EpochMetric):
     """Wraps a torchmetrics-like object as an :class:`EpochMetric`.
 
@@ -87,7 +98,7 @@ class TorchMetricsEpochMetric(EpochMetric):
             keys = getattr(metric, "keys", None)
             names = list(keys()) if callable(keys) else snake_case(type(metric).__name__)
         self.names = check_names(names, "names")
-        self.higher_is_better = getattr(metric, "higher_is_better", None)
+        self.higher_is_better = _declared_direction(metric)
 
     def update(self, y_pred: Any, y_true: Any) -> None:
         """Forwards the batch to the wrapped metric's ``update``."""

@@ -16,12 +16,12 @@ value per label).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["BatchMetric", "EpochMetric"]
+__all__ = ["BatchMetric", "EpochMetric", "direction_of"]
 
 
 class EpochMetric(ABC):
@@ -33,11 +33,12 @@ class EpochMetric(ABC):
 
     Attributes:
         names: the log keys this metric produces, in the order of ``compute()``'s values.
-        higher_is_better: whether a larger value is better (drives checkpoint monitoring), or None.
+        higher_is_better: whether a larger value is better (drives checkpoint monitoring), or None when
+            unknown; a metric with several names may give one per name (a tuple in the order of ``names``).
     """
 
     names: tuple[str, ...] = ()
-    higher_is_better: bool | None = None
+    higher_is_better: bool | tuple[bool | None, ...] | None = None
     # True when the metric synchronizes its own state between processes (torchmetrics objects do).
     syncs_itself: bool = False
 
@@ -99,7 +100,7 @@ class BatchMetric:
         fn: ``fn(y_pred, y_true) -> Tensor``: a scalar tensor, or a 1-D tensor with one value per name.
             The value must stay on the device (no ``.item()``): the loop averages it weighted by batch size.
         names: the log keys, one per value returned by ``fn``.
-        higher_is_better: the direction of the metric, when known.
+        higher_is_better: the direction of the metric, when known (one per name as a tuple for several).
         counts: optional ``counts(y_pred, y_true) -> Tensor`` returning ``[numerator, denominator]`` (for one
             name). When given, the loop sums numerators and denominators separately and reports
             ``scale * numerator / denominator``: exact over the epoch even when batches count a different
@@ -119,7 +120,7 @@ class BatchMetric:
         self,
         fn: Any,
         names: Sequence[str],
-        higher_is_better: bool | None = None,
+        higher_is_better: bool | tuple[bool | None, ...] | None = None,
         *,
         counts: Any = None,
         scale: float = 1.0,
@@ -160,3 +161,28 @@ def check_names(names: Sequence[str], argument: str) -> tuple[str, ...]:
             f"`{argument}` must be a non-empty string or sequence of non-empty strings. Received: {argument}={names!r}."
         )
     return result
+
+
+def direction_of(metric: Any, name: str) -> bool | None:
+    """Whether a larger value of ``metric``'s log key ``name`` is better, as the metric declares it.
+
+    ``metric.higher_is_better`` may be a bool, None (unknown), a tuple with one entry per name (in the
+    order of ``metric.names``, so it survives a rename) or a dict name -> bool. torchmetrics objects
+    declare it the same way.
+
+    >>> direction_of(BatchMetric(abs, ('mae',), higher_is_better=False), 'mae')
+    False
+    >>> metric = BatchMetric(abs, ('a', 'b'), higher_is_better=(True, None))
+    >>> direction_of(metric, 'a'), direction_of(metric, 'b'), direction_of(metric, 'c')
+    (True, None, None)
+    """
+    names = tuple(getattr(metric, "names", ()))
+    if name not in names:
+        return None
+    value = getattr(metric, "higher_is_better", None)
+    if isinstance(value, Mapping):
+        value = value.get(name)
+    elif isinstance(value, (tuple, list)):
+        index = names.index(name)
+        value = value[index] if index < len(value) else None
+    return value if isinstance(value, bool) else None

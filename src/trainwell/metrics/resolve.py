@@ -118,7 +118,9 @@ def _one_batch_metric(spec: Any, argument: str) -> BatchMetric:
         # Functions keep their __name__; objects (nn.MSELoss(), a callable class) are named after their
         # class, and torch's own losses get their canonical loss name ('mse').
         name = _registry().loss_name(spec, argument)
-        higher_is_better = False if isinstance(spec, nn.Module) else None
+        # A function may declare its direction as an attribute, as metric objects do.
+        declared = getattr(spec, "higher_is_better", None)
+        higher_is_better = declared if isinstance(declared, bool) else False if isinstance(spec, nn.Module) else None
         return BatchMetric(spec, (name,), higher_is_better=higher_is_better)
     raise TypeError(f"Each item of `{argument}` must be {_ACCEPTED_BATCH}. Received: {_describe(spec)}.")
 

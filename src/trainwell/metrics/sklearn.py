@@ -19,6 +19,19 @@ __all__ = ["SKLearnMetrics"]
 _KEYS = ("y_pred", "y_true", "sample_weight")
 
 
+def _sklearn_direction(name: str) -> bool | None:
+    """scikit-learn's convention: ``*_score`` functions are better higher, ``*_error``/``*_loss`` lower.
+
+    >>> _sklearn_direction('r2_score'), _sklearn_direction('mean_absolute_error'), _sklearn_direction('foo')
+    (True, False, None)
+    """
+    if name.endswith("_score"):
+        return True
+    if name.endswith(("_error", "_loss")):
+        return False
+    return None
+
+
 class SKLearnMetrics(EpochMetric):
     """Computes one or several scikit-learn metrics ``f(y_true, y_pred, **kwargs)`` on the whole epoch.
 
@@ -27,6 +40,9 @@ class SKLearnMetrics(EpochMetric):
         kwargs: keyword arguments for the functions: one dict shared by all, or a list with one dict
             (or None) per function.
         names: the log keys, one per function; defaults to each function's ``__name__``.
+        higher_is_better: whether a larger value is better (what checkpoints and early stopping
+            follow): one bool for all functions or one per function (None: unknown). By default it comes
+            from scikit-learn's naming: ``*_score`` is better higher, ``*_error``/``*_loss`` lower.
 
     The targets may be a pair ``(y_true, sample_weight)``; the weights are then passed as
     ``sample_weight=`` to every function.
@@ -44,6 +60,7 @@ class SKLearnMetrics(EpochMetric):
         funcs: Callable[..., Any] | Sequence[Callable[..., Any]],
         kwargs: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         names: str | Sequence[str] | None = None,
+        higher_is_better: bool | Sequence[bool | None] | None = None,
     ) -> None:
         super().__init__()
         self.funcs = [funcs] if callable(funcs) else list(funcs)
@@ -57,7 +74,24 @@ class SKLearnMetrics(EpochMetric):
         self.names = check_names(names, "names")
         if len(self.names) != len(self.funcs):
             raise ValueError(f"`names` must give one name per function ({len(self.funcs)}). Received: names={names!r}.")
+        self.higher_is_better = self._check_directions(higher_is_better)
         self._batches: dict[str, list[torch.Tensor]] = {key: [] for key in _KEYS}
+
+    def _check_directions(self, higher_is_better: Any) -> tuple[bool | None, ...]:
+        if higher_is_better is None:
+            return tuple(_sklearn_direction(getattr(func, "__name__", "")) for func in self.funcs)
+        if isinstance(higher_is_better, bool):
+            return (higher_is_better,) * len(self.funcs)
+        if (
+            isinstance(higher_is_better, Sequence)
+            and len(higher_is_better) == len(self.funcs)
+            and all(item is None or isinstance(item, bool) for item in higher_is_better)
+        ):
+            return tuple(higher_is_better)
+        raise TypeError(
+            f"`higher_is_better` must be a bool, None, or a list of {len(self.funcs)} bools or None (one per "
+            f"function). Received: higher_is_better={higher_is_better!r}."
+        )
 
     def _check_kwargs(self, kwargs: Any) -> list[dict[str, Any]]:
         if kwargs is None or isinstance(kwargs, Mapping):
