@@ -27,6 +27,7 @@ __all__ = [
     "any_rank",
     "barrier",
     "broadcast_tensor",
+    "distribute",
     "gather_epoch_metric",
     "interleave",
     "is_distributed",
@@ -34,6 +35,7 @@ __all__ = [
     "launched_by_torchrun",
     "local_rank",
     "rank",
+    "reduce_sums",
     "setup",
     "world_size",
     "wrap",
@@ -115,7 +117,7 @@ def barrier() -> None:
 
 
 # -- joining ----------------------------------------------------------------------------------------------
-def setup(device: Any = None, *, timeout: timedelta | None = None) -> Any:
+def setup(device: Any = None, network: nn.Module | None = None, *, timeout: timedelta | None = None) -> Any:
     """Joins torchrun's process group if this process was launched by torchrun; returns the device to use.
 
     The backend is NCCL when ``device`` names CUDA, gloo otherwise. ``'cuda'`` without an index becomes
@@ -124,6 +126,7 @@ def setup(device: Any = None, *, timeout: timedelta | None = None) -> Any:
 
     Args:
         device: the device the model was asked to use (a name, a ``torch.device``, a list, 'all' or None).
+        network: without ``device``, the backend follows where this network's parameters are.
         timeout: how long a collective may wait for the other ranks (torch's default when None).
 
     >>> setup('cpu')
@@ -141,13 +144,16 @@ def setup(device: Any = None, *, timeout: timedelta | None = None) -> Any:
         resolved = torch.device("cuda", local_rank())
     if resolved is not None and resolved.type == "cuda":
         torch.cuda.set_device(resolved)
+    where = resolved
+    if where is None and network is not None:
+        where = next((parameter.device for parameter in network.parameters()), None)
     if not dist.is_initialized():
-        backend = "nccl" if resolved is not None and resolved.type == "cuda" else "gloo"
+        backend = "nccl" if where is not None and where.type == "cuda" else "gloo"
         options: dict[str, Any] = {"backend": backend}
         if timeout is not None:
             options["timeout"] = timeout
-        if backend == "nccl" and resolved is not None:
-            options["device_id"] = resolved  # binds the communicator to this GPU at once
+        if backend == "nccl" and where is not None:
+            options["device_id"] = where  # binds the communicator to this GPU at once
         dist.init_process_group(**options)
     return resolved if resolved is not None else device
 
@@ -166,6 +172,36 @@ def wrap(network: nn.Module, device: torch.device | None) -> nn.Module:
         return network
     device_ids = [device.index] if device is not None and device.type == "cuda" and device.index is not None else None
     return nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+
+
+def distribute(model: Any) -> None:
+    """Makes a ``Model``'s steps call its network through ``DistributedDataParallel`` (once; under torchrun).
+
+    ``model.network`` stays the raw module (its ``state_dict`` keys do not change); what the loop calls,
+    ``model._steps.network``, becomes the wrapper, compiled on top when the model compiles. A network
+    that is an ``nn.ModuleDict`` (custom steps call its parts) gets one wrapper per part that trains.
+    Called at the start of every ``fit``/``evaluate``/``predict``; does nothing in a single process.
+    """
+    steps = model._steps
+    device = steps.device
+    if not is_distributed() or getattr(steps, "_distributed_for", None) == (id(model.network), device):
+        return
+    from trainwell.compilation import CompiledNetwork  # only a distributed run needs it
+
+    options = getattr(model, "_compile_options", None)
+
+    def wrapped(module: nn.Module) -> nn.Module:
+        if not any(parameter.requires_grad for parameter in module.parameters()):
+            return module  # DistributedDataParallel refuses modules with nothing to train
+        ddp = wrap(module, device)
+        return ddp if options is None else CompiledNetwork(ddp, options)
+
+    network = model.network
+    if isinstance(network, nn.ModuleDict):
+        steps.networks = {name: wrapped(part) for name, part in network.items()}
+    else:
+        steps.network = wrapped(network)
+    steps._distributed_for = (id(network), device)
 
 
 def _device_ids() -> dict[str, Any]:
@@ -200,6 +236,25 @@ def all_reduce_sum(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         reduced.append(part.to(tensor.device, tensor.dtype))
         start += tensor.numel()
     return reduced
+
+
+def reduce_sums(
+    sums: Sequence[torch.Tensor] | None, count: int, numel: int
+) -> tuple[list[torch.Tensor] | None, int, int]:
+    """A phase's running sums, sample count and target count, added over every rank (one collective).
+
+    What the metric tracker reports at the end of a phase under torchrun: every rank then logs the
+    global averages. A single process gets its own values back.
+
+    >>> reduce_sums([torch.tensor(6.0)], 3, 3)
+    ([tensor(6.)], 3, 3)
+    """
+    if not is_distributed():
+        return (None if sums is None else list(sums)), count, numel
+    local = list(sums or [])
+    reduced = all_reduce_sum([*local, torch.tensor([float(count), float(numel)], dtype=torch.float64)])
+    totals = reduced.pop()
+    return (reduced if sums is not None else None), int(totals[0]), int(totals[1])
 
 
 def any_rank(flag: bool) -> bool:

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from trainwell import distributed
 from trainwell.callbacks.base import Callback
 from trainwell.callbacks.csv_logger import CSVLogger
 from trainwell.callbacks.monitor import Monitor
@@ -183,19 +185,20 @@ class ModelBundle(ExperimentResults):
         monitor: Monitor | None,
         user_callbacks: list[Callback],
     ) -> list[dict[str, Any]]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        sweep_temporaries(self.checkpoints_directory)
+        # Under torchrun, rank 0 alone writes the directory; the other ranks train, take part in each
+        # checkpoint's collectives and wait for it at a barrier.
+        main = distributed.is_main_process()
         config = configuration(self.model)
-        resume = find_resume_point(self.checkpoints_directory)
+        resume = _shared_resume_point(self.directory, self.checkpoints_directory)
         csv_logger = CSVLogger(self.log_path, separator="\t")
-        logging_callbacks: list[Callback] = [csv_logger]
+        logging_callbacks: list[Callback] = [csv_logger] if main else []
         initial_epoch = 1
         tensorboard = None
         if resume is not None:
             _, state = resume
             check_same_configuration(state.get("extra", {}).get("configuration", {}), config, self.directory)
             initial_epoch = int(state["next_epoch"])
-        if not options["disable_tensorboard"]:
+        if not options["disable_tensorboard"] and main:
             tensorboard = make_tensorboard_logger(self.directory / "tensorboard", purge_step=initial_epoch)
             if tensorboard is not None:
                 logging_callbacks.append(tensorboard)
@@ -210,13 +213,15 @@ class ModelBundle(ExperimentResults):
             save_every_epoch=options["save_every_epoch"],
             keep_only_last_best=options["keep_only_last_best"],
             extra={"configuration": config},
+            writes=main,
         )
         if resume is not None:
             checkpointer.restore(state)
             self.model.restore_training_state(state)
-        write_run_file(
-            self.directory, config, options, epochs, kwargs, resumed_from=resume[0].path.name if resume else None
-        )
+        if main:
+            write_run_file(
+                self.directory, config, options, epochs, kwargs, resumed_from=resume[0].path.name if resume else None
+            )
         if initial_epoch > epochs:
             return []
         try:
@@ -231,7 +236,9 @@ class ModelBundle(ExperimentResults):
         finally:
             if tensorboard is not None:
                 tensorboard.writer.close()
-        write_plots(history, self.directory / "plots")
+        if main:
+            write_plots(history, self.directory / "plots")
+        distributed.barrier()  # the directory is complete before any rank goes on
         return list(logs)
 
     def _training_monitor(self, has_validation: bool) -> Monitor | None:
@@ -282,7 +289,7 @@ class ModelBundle(ExperimentResults):
         logs = {
             (f"{name}_{key[len('test_') :]}" if key.startswith("test_") else key): value for key, value in logs.items()
         }
-        if self.logging:
+        if self.logging and distributed.is_main_process():
             write_test_log(self.directory / f"{name}_log.tsv", logs, epoch)
         return (logs, *extras) if extras else logs  # type: ignore[return-value]
 
@@ -337,6 +344,30 @@ class Experiment(ModelBundle):
     def __init__(self, directory: str | Path, network: nn.Module, **kwargs: Any) -> None:
         model, bundle_options = _model_from_network(network, **kwargs)
         super().__init__(directory, model, **bundle_options)
+
+
+def _shared_resume_point(directory: Path, checkpoints: Path) -> Any:
+    """The checkpoint to resume from; under torchrun rank 0 tidies and chooses it first, then the others read it.
+
+    Only rank 0 moves files (sweeps temporaries, sets damaged checkpoints aside); the others read the
+    directory it left and must find the same checkpoint.
+    """
+    resume = None
+    if distributed.is_main_process():
+        directory.mkdir(parents=True, exist_ok=True)
+        sweep_temporaries(checkpoints)
+        resume = find_resume_point(checkpoints)
+    distributed.barrier()
+    if not distributed.is_main_process():
+        resume = find_resume_point(checkpoints)
+    step = -1 if resume is None else int(resume[0].meta.get("global_step", -1))
+    chosen = int(distributed.broadcast_tensor(torch.tensor([step]))[0])
+    if chosen != step:
+        raise RuntimeError(
+            f"Rank {distributed.rank()} found another checkpoint to resume from (step {step}) than rank 0 "
+            f"(step {chosen}) in {checkpoints}: every node must see the same directory (a shared file system)."
+        )
+    return resume
 
 
 def _model_from_network(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import signal
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
+from trainwell import distributed
 from trainwell.callbacks.base import Callback
 from trainwell.callbacks.monitor import Monitor
 from trainwell.checkpoint import load_state, load_tensors, save_state, save_tensors
@@ -129,6 +131,8 @@ class RunCheckpointer(Callback):
         save_every_epoch: keep every epoch's checkpoint, not only the last and the best.
         keep_only_last_best: remove a best checkpoint once a better one exists.
         extra: JSON-able values stored with every checkpoint (the configuration's fingerprint).
+        writes: whether this process writes the checkpoints (under torchrun only rank 0 does; the
+            others take part in gathering the training state, then wait at a barrier).
     """
 
     def __init__(
@@ -142,6 +146,7 @@ class RunCheckpointer(Callback):
         save_every_epoch: bool,
         keep_only_last_best: bool,
         extra: Mapping[str, Any],
+        writes: bool = True,
     ) -> None:
         self.directory = directory
         self.callbacks = list(callbacks)
@@ -151,6 +156,7 @@ class RunCheckpointer(Callback):
         self.save_every_epoch = save_every_epoch
         self.keep_only_last_best = keep_only_last_best
         self.extra = dict(extra)
+        self.writes = writes
         self.interrupted: int | None = None  # the signal number asking to stop
         self.last_train_batch = 0
         self._checked_at: tuple[int, bool] | None = None  # the last (global step, epoch done) found finite
@@ -162,6 +168,9 @@ class RunCheckpointer(Callback):
         if self.model._steps.examples_in_step:
             return  # inside a gradient accumulation: wait for the optimizer step
         due = self.every_n_steps is not None and state.optimizer_steps % self.every_n_steps == 0
+        if distributed.is_distributed() and distributed.any_rank(self.interrupted is not None):
+            # A signal reaches the ranks at different steps: they agree here, so all save the same step.
+            self.interrupted = self.interrupted or signal.SIGTERM
         if due or self.interrupted is not None:
             self._save(f"step_{state.global_step:09d}", epoch_complete=False, logs=None)
             self._prune(after_epoch=False)
@@ -196,18 +205,23 @@ class RunCheckpointer(Callback):
         checks = [torch.isfinite(parameter).all() for parameter in parameters]
         if total is not None:
             checks.append(torch.isfinite(total).all())
-        if checks and not bool(torch.stack(checks).all()):  # one transfer, only when checkpointing
-            self.model.stop_training = True
-            raise FloatingPointError(
-                f"The loss or the weights became NaN or infinite by {where}: training stopped, and the last good "
-                f"checkpoint in {self.directory} was kept. Lower the learning rate, check the data for NaN, or "
-                "clip gradients (ClipNorm)."
-            )
+        finite = not checks or bool(torch.stack(checks).all())  # one transfer, only when checkpointing
+        if not distributed.any_rank(not finite):  # every rank stops together, or none does
+            return
+        self.model.stop_training = True
+        raise FloatingPointError(
+            f"The loss or the weights became NaN or infinite by {where}: training stopped, and the last good "
+            f"checkpoint in {self.directory} was kept. Lower the learning rate, check the data for NaN, or "
+            "clip gradients (ClipNorm)."
+        )
 
     def _save(self, name: str, *, epoch_complete: bool, logs: Mapping[str, Any] | None, improved: bool = False) -> None:
         state = self.model.state
         self.check_finite()
-        snapshot = self.model.training_state()
+        snapshot = self.model.training_state()  # under torchrun, every rank takes part (gathered states)
+        if not self.writes:
+            distributed.barrier()  # rank 0 writes meanwhile
+            return
         weights = snapshot.pop("network")
         snapshot["callbacks"] = [
             {"class": type(callback).__name__, "state": callback.state_dict()} for callback in self.callbacks
@@ -227,6 +241,7 @@ class RunCheckpointer(Callback):
             "logs": _plain(logs) if logs is not None else None,
         }
         write_checkpoint(self.directory, name, {WEIGHTS: weights_file.getvalue(), STATE: state_file.getvalue()}, meta)
+        distributed.barrier()
 
     def _prune(self, *, after_epoch: bool) -> None:
         """Removes what the newest checkpoint (just written and verified) makes unnecessary.
@@ -234,6 +249,8 @@ class RunCheckpointer(Callback):
         Older step checkpoints always go. After an epoch checkpoint, an older epoch's goes too unless it
         is the best, was a best and ``keep_only_last_best`` is off, or ``save_every_epoch`` is on.
         """
+        if not self.writes:
+            return
         best_epoch = self.monitor.best_epoch if self.monitor is not None else None
         checkpoints = sorted(list_checkpoints(self.directory), key=_order)
         for info in checkpoints[:-1]:
@@ -252,12 +269,15 @@ class RunCheckpointer(Callback):
     def _exit_if_interrupted(self) -> None:
         if self.interrupted is not None:
             code = EXIT_CODES.get(self.interrupted, 128 + self.interrupted)
-            print(f"Interrupted: checkpoint written to {self.directory}; run the same command again to resume.")
+            if self.writes:
+                print(f"Interrupted: checkpoint written to {self.directory}; run the same command again to resume.")
             raise SystemExit(code)
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Puts back the callbacks' states, the history and the best value of a checkpoint."""
         saved = state.get("callbacks") or []
+        if not self.writes:
+            saved = saved[: len(self.callbacks)]  # rank 0 alone also ran the loggers saved after them
         if len(saved) != len(self.callbacks) or any(
             entry["class"] != type(callback).__name__ for entry, callback in zip(saved, self.callbacks)
         ):

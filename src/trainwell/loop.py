@@ -208,6 +208,8 @@ class Loop:
         for epoch in range(initial_epoch, epochs + 1):
             self.state.epoch = epoch
             self.state.epoch_done = False
+            if hasattr(train, "set_epoch"):
+                train.set_epoch(epoch)  # a user's DistributedSampler shuffles by epoch
             callbacks.on_epoch_begin(epoch, {})
             started = time.perf_counter()
             logs = self.train_epoch(train, batches_per_step, callbacks, resume if epoch == initial_epoch else None)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from trainwell import distributed
 from trainwell.callbacks.base import Callback, CallbackList
 from trainwell.callbacks.progress import ProgressionCallback
 from trainwell.compilation import CompiledNetwork, compile_options
@@ -113,6 +114,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         self._loop = Loop(self._steps, self.batch_metrics, self.epoch_metrics, self)
         self._set_custom_steps(train_step, evaluate_step, epoch_functions)
         self._compile_options = compile_options(compile)
+        device = distributed.setup(device, network)  # under torchrun: joins the group, picks cuda:LOCAL_RANK
         if device is not None:
             self.to(device)
         self._compile()
@@ -182,7 +184,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
             )
         # A display the user passes replaces the default one instead of printing everything twice.
         own_display = any(isinstance(callback, ProgressionCallback) for callback in callbacks or [])
-        show = verbose and not own_display
+        show = verbose and not own_display and distributed.is_main_process()  # one display, from rank 0
         listed: list[Callback] = [ProgressionCallback(**(progress_options or {}))] if show else []
         callback_list = CallbackList([*listed, *(callbacks or [])])
         callback_list.set_model(self)
@@ -380,6 +382,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         device = self._data_device()
         self._steps.device = device
         self._steps.precision.bind(device)
+        distributed.distribute(self)  # under torchrun: the steps call the network through DDP
         return _Run(self._steps)
 
 

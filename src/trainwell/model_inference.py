@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import Dataset
 
+from trainwell import distributed
 from trainwell.callbacks.base import Callback
-from trainwell.data import IterableBatches, TensorBatches, dataset_loader
-from trainwell.loop import source_length
+from trainwell.data import IterableBatches, TensorBatches, dataset_loader, is_sharded
+from trainwell.loop import concatenate, source_length
 from trainwell.model_helpers import dataset_argument, first_of_each, tensor_dataset
 from trainwell.returns import format_evaluation, format_outputs
 from trainwell.utils import numpy_to_torch
@@ -180,9 +181,9 @@ class EvaluateAndPredict:
         extras: tuple[Any, ...] = ()
         output = {"concatenate_returns": concatenate_returns, "convert_to_numpy": convert_to_numpy}
         if return_pred:
-            extras += (format_outputs([pred for pred, _ in collect or []], **output),)
+            extras += (format_outputs(_from_every_rank([pred for pred, _ in collect or []], source), **output),)
         if return_ground_truth:
-            extras += (format_outputs([true for _, true in collect or []], **output),)
+            extras += (format_outputs(_from_every_rank([true for _, true in collect or []], source), **output),)
         return format_evaluation(
             logs,
             self.metrics_names,
@@ -303,9 +304,9 @@ class EvaluateAndPredict:
             predictions, truths = self._loop.predict_phase(source, callback_list, has_ground_truth)
             callback_list.on_predict_end({})
         output = {"concatenate_returns": concatenate_returns, "convert_to_numpy": convert_to_numpy}
-        result = format_outputs(predictions, **output)
+        result = format_outputs(_from_every_rank(predictions, source), **output)
         if return_ground_truth:
-            return result, format_outputs(truths, **output)
+            return result, format_outputs(_from_every_rank(truths, source), **output)
         return result
 
     # -- single batches -----------------------------------------------------------------------------------
@@ -377,3 +378,20 @@ class EvaluateAndPredict:
             elapsed=None,
             extras=extras,
         )
+
+
+def _from_every_rank(parts: list[Any], source: Any) -> list[Any]:
+    """Under torchrun, the outputs of every rank's shard, reassembled in the data's order (one part).
+
+    Every rank gets the whole result. A source that is not sharded (a generator every rank reads
+    whole) already holds everything, so its outputs are returned as they are.
+    """
+    if not is_sharded(source):
+        return parts
+    local = concatenate([_tensors(part) for part in parts])
+    return [distributed.interleave(distributed.all_gather_structure(local))]
+
+
+def _tensors(obj: Any) -> Any:
+    # Generator batches may carry NumPy arrays; only tensors travel between ranks.
+    return numpy_to_torch(obj)

@@ -8,11 +8,13 @@ states are the experiment layer's business; everything here is tensors and numbe
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from trainwell import distributed
 from trainwell.loop import ResumePoint
 from trainwell.rng import capture_rng, restore_rng
 
@@ -36,6 +38,10 @@ class TrainingState:
         Take it at the end of an epoch (``on_epoch_end``) or after a training batch that completed an
         optimizer step (``on_train_batch_end``); in the middle of a gradient accumulation the partial
         gradients would be lost, so that raises.
+
+        Under torchrun every rank must call it at the same step: the snapshot then also holds every
+        rank's random generators and, mid-epoch, every rank's running sums (``snapshot['ranks']``), so
+        that each rank resumes its own share exactly.
 
         Returns:
             A nested dict of tensors and plain values; ``trainwell.checkpoint.save_state`` stores it.
@@ -69,6 +75,8 @@ class TrainingState:
                 "tracker": state.tracker.state_dict() if state.tracker is not None else None,
                 "epoch_rng": state.epoch_rng,
             }
+        if distributed.is_distributed():
+            snapshot["ranks"] = _every_rank(snapshot)
         return snapshot
 
     def restore_training_state(self, snapshot: dict[str, Any]) -> int:
@@ -88,17 +96,64 @@ class TrainingState:
             self._move_optimizer_state()
         self._loop.state.load_state_dict(snapshot["loop"])
         self._steps.load_state_dict(snapshot["steps"])
-        restore_rng(snapshot["rng"])
         progress = snapshot.get("epoch_in_progress")
+        own = _own_share(snapshot, progress is not None)
+        restore_rng(own["rng"])
         self._loop.pending_resume = None
         if progress is not None:
             self._loop.pending_resume = ResumePoint(
                 epoch=int(progress["epoch"]),
                 batch=int(progress["batch"]),
-                tracker=progress["tracker"],
-                epoch_rng=progress["epoch_rng"],
+                tracker=own["tracker"],
+                epoch_rng=own["epoch_rng"],
             )
         return int(snapshot["next_epoch"])
+
+
+def _every_rank(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Every rank's generators and (mid-epoch) running sums, gathered without pickle (a collective)."""
+    progress = snapshot.get("epoch_in_progress") or {}
+    own = {"rng": _gatherable(snapshot["rng"]), "epoch_rng": _gatherable(progress.get("epoch_rng"))}
+    if progress:
+        own["tracker"] = progress["tracker"]
+    shares = distributed.all_gather_structure(own)
+    return {"world_size": len(shares), "shares": shares}
+
+
+def _gatherable(rng: dict[str, Any] | None) -> dict[str, Any] | None:
+    # Python's cached Gaussian is None or a float depending on the rank's past draws: every rank must lay
+    # its state out the same way to gather it, so None travels as NaN.
+    if rng is None:
+        return None
+    python = dict(rng["python"], gauss=math.nan if rng["python"]["gauss"] is None else rng["python"]["gauss"])
+    return dict(rng, python=python)
+
+
+def _own_share(snapshot: dict[str, Any], mid_epoch: bool) -> dict[str, Any]:
+    """This rank's generators and running sums: its own share of a torchrun snapshot, else the snapshot's."""
+    progress = snapshot.get("epoch_in_progress") or {}
+    single = {"rng": snapshot["rng"], "tracker": progress.get("tracker"), "epoch_rng": progress.get("epoch_rng")}
+    ranks = snapshot.get("ranks")
+    count = distributed.world_size() if distributed.is_distributed() else 1
+    saved_count = int(ranks["world_size"]) if ranks else 1
+    if saved_count != count:
+        if mid_epoch:
+            raise ValueError(
+                f"This training state was taken in the middle of an epoch by {saved_count} process(es); it resumes "
+                f"only with as many (this run has {count}). Resume with the same torchrun --nnodes/--nproc_per_node, "
+                "or from an end-of-epoch checkpoint."
+            )
+        return single  # at an epoch's end every rank may start from rank 0's generators
+    if not ranks:
+        return single
+    share = dict(ranks["shares"][distributed.rank()])
+    for key in ("rng", "epoch_rng"):
+        if share.get(key) is not None:
+            gauss = share[key]["python"]["gauss"]
+            python = dict(share[key]["python"], gauss=None if math.isnan(gauss) else gauss)
+            share[key] = dict(share[key], python=python)
+    share.setdefault("tracker", None)
+    return share
 
 
 def _has_gradients(network: nn.Module) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from trainwell import distributed
 from trainwell.metrics.base import BatchMetric, EpochMetric
 
 __all__ = ["BatchLogs", "MetricTracker"]
@@ -298,8 +299,13 @@ class MetricTracker:
 
     def compute(self) -> dict[str, float]:
         """The phase's logs: weighted averages of loss and batch metrics, then the epoch metrics."""
-        sums = self._folded()
-        values = self._finish(sums, self.count, self._numel_so_far()) if sums and self.count else []
+        sums, count, numel = self._folded(), self.count, self._numel_so_far()
+        if distributed.is_distributed():
+            # Under torchrun every rank holds its shard's sums: all log the global values.
+            sums, count, numel = distributed.reduce_sums(sums, count, numel)
+            for metric in self.epoch_metrics:
+                distributed.gather_epoch_metric(metric)
+        values = self._finish(sums, count, numel) if sums and count else []
         names = self.batch_names if values else []
         names = names + [metric.names for metric in self.epoch_metrics]
         values = values + [torch.as_tensor(metric.compute()) for metric in self.epoch_metrics]
