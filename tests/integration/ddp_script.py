@@ -4,8 +4,9 @@ Modes:
     metrics: ``fit`` on in-memory data and on a Dataset, then ``evaluate`` and ``predict`` on a validation
         set whose size does not divide by the number of processes; every rank writes what it saw to
         ``DIR/rank{r}.json``. The global batch is 16 whatever the number of processes.
-    experiment: an ``Experiment`` in ``DIR`` (checkpoints every 2 steps), then ``test_data``; rank 0 prints
-        the sha256 of the final weights. ``SLOW`` (seconds per batch) lets a test kill it mid-epoch.
+    experiment: an ``Experiment`` in ``DIR`` (2 epochs of 6 steps, checkpoints every 3 steps), then
+        ``test_data``; rank 0 prints ``STEP n`` after every step and the sha256 of the final weights.
+        ``SLOW`` (seconds per step) lets a test kill it between two checkpoints.
 """
 
 import hashlib
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from trainwell import Callback, Model, distributed
 from trainwell.experiment import Experiment
@@ -58,10 +59,20 @@ def metrics(directory: Path) -> None:
     predicted = model.predict(x_valid, batch_size=batch_size, verbose=False)
     # The same through Datasets (a sharded, resumable sampler under torchrun).
     dataset_model = Model(network(), "sgd", "cross_entropy", batch_metrics=["accuracy"], epoch_metrics=["f1"])
+    torch.manual_seed(5)
     dataset_history = dataset_model.fit_dataset(
         TensorDataset(x, y), TensorDataset(x_valid, y_valid), epochs=1, batch_size=batch_size, verbose=False
     )
     dataset_predicted = dataset_model.predict_dataset(TensorDataset(x_valid), batch_size=batch_size, verbose=False)
+    # A DataLoader the user built: re-wrapped over a sharded sampler, the same batches as fit_dataset's.
+    loader_model = Model(network(), "sgd", "cross_entropy", batch_metrics=["accuracy"], epoch_metrics=["f1"])
+    torch.manual_seed(5)
+    loader_history = loader_model.fit_generator(
+        DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True),
+        DataLoader(TensorDataset(x_valid, y_valid), batch_size=batch_size),
+        epochs=1,
+        verbose=False,
+    )
     result = {
         "world_size": distributed.world_size(),
         "history": [{key: value for key, value in epoch.items() if key != "time"} for epoch in history],
@@ -73,16 +84,17 @@ def metrics(directory: Path) -> None:
         "wrapped": type(model._steps.network).__name__,
         "dataset_history": [{key: value for key, value in epoch.items() if key != "time"} for epoch in dataset_history],
         "dataset_predict": dataset_predicted.tolist(),
+        "loader_history": [{key: value for key, value in epoch.items() if key != "time"} for epoch in loader_history],
     }
     (directory / f"rank{distributed.rank()}.json").write_text(json.dumps(result))
 
 
 class Slow(Callback):
-    def on_train_begin(self, logs):
-        if distributed.is_main_process():
-            print("TRAINING", flush=True)  # the test times its kill from here
+    """Rank 0 reports every training step (the test kills the run after a chosen one); SLOW sleeps per step."""
 
     def on_train_batch_end(self, batch_number, logs):
+        if distributed.is_main_process():
+            print("STEP", self.model.state.global_step, flush=True)
         time.sleep(float(os.environ.get("SLOW", "0")))
 
 
@@ -95,10 +107,10 @@ def experiment(directory: Path) -> None:
         x,
         y,
         validation_data=(x_valid, y_valid),
-        epochs=int(os.environ.get("EPOCHS", "3")),
+        epochs=int(os.environ.get("EPOCHS", "2")),
         batch_size=GLOBAL_BATCH // distributed.world_size(),
         verbose=False,
-        checkpoint_every_n_steps=2,
+        checkpoint_every_n_steps=3,
         callbacks=[Slow()],
         disable_tensorboard=True,
     )
