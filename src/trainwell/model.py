@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from trainwell import distributed
+from trainwell import distributed, sanity
 from trainwell.callbacks.base import Callback, CallbackList
 from trainwell.callbacks.progress import ProgressionCallback
 from trainwell.compilation import CompiledNetwork, compile_options
@@ -62,6 +62,9 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
             ``'valid_epoch_start'``... An epoch start gets the context; an epoch end gets the context and the
             phase's :class:`~trainwell.step_context.StepOutputs`, and returns values to add to the logs.
             Methods of those names on a subclass work too.
+        sanity_check: before the first epoch of each ``fit``, run this many validation and training batches
+            (True: 2, False: none) so that a broken evaluation path fails in seconds; the model is then put
+            back exactly as it was (see :mod:`trainwell.sanity`).
 
     ``optimizer`` may also be a dict of named optimizers, ``{'generator': ..., 'discriminator': ...}``
     (instances, names or spec dicts built over the sub-network of the same name): ``model.optimizer`` is
@@ -90,6 +93,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         train_step: StepFunction | None = None,
         evaluate_step: StepFunction | None = None,
         epoch_functions: dict[str, Callable[..., Any]] | None = None,
+        sanity_check: bool | int = True,
     ) -> None:
         if not isinstance(network, nn.Module):
             raise TypeError(
@@ -114,6 +118,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         self._loop = Loop(self._steps, self.batch_metrics, self.epoch_metrics, self)
         self._set_custom_steps(train_step, evaluate_step, epoch_functions)
         self._compile_options = compile_options(compile)
+        self._sanity_batches = sanity.check_sanity_option(sanity_check)
         device = distributed.setup(device, network)  # under torchrun: joins the group, picks cuda:LOCAL_RANK
         if device is not None:
             self.to(device)
@@ -369,6 +374,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         }
         callback_list = self._callbacks(callbacks, verbose, progress_options, params)
         with self._running():
+            sanity.sanity_check(self, train, valid, self._sanity_batches, initial_epoch)
             return self._loop.fit(
                 train,
                 valid,
