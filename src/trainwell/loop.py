@@ -259,8 +259,11 @@ class Loop:
         steps.check_next_targets = True
         batch_number = done
         pending = False  # gradients accumulated but not yet applied
+        timer = steps.timer  # the profiler's (trainwell.callbacks.profiler), usually None
         with torch.enable_grad():
             for batch_number, batch in enumerate(batches, done + 1):
+                if timer is not None:
+                    timer("data")
                 state.batch = batch_number
                 for method in begin:
                     method(batch_number, {"batch": batch_number})
@@ -285,8 +288,12 @@ class Loop:
                     tracker.outputs.append(result.kept())
                     tracker.output_sizes.append(result.size)
                 state.global_step += 1
+                if timer is not None:
+                    timer("metrics")
                 if end:
                     _call_batch_end(end, batch_number, result.size, started, tracker, values)
+                if timer is not None:
+                    timer("callbacks")
                 if self.owner.stop_training:
                     break
             if pending:

@@ -118,9 +118,14 @@ class Steps:
         self.context: Any = None
         # The parts a custom step calls, when they differ from the network's own (compiled, distributed).
         self.networks: dict[str, nn.Module] | None = None
+        # trainwell.callbacks.profiler's hook: called with the name of each section of a training step
+        # ('copy', 'forward', 'backward', 'optimizer'...) as it ends. None costs one test per section.
+        self.timer: Callable[[str], None] | None = None
 
     def _forward_loss(self, x: Any, y: Any) -> tuple[torch.Tensor, Any, Any]:
         x = to_device(x, self.device)
+        if self.timer is not None:
+            self.timer("copy")
         with self.autocast():
             y_pred = call_network(self.network, x)
             if self.check_next_targets:
@@ -142,6 +147,8 @@ class Steps:
             batch: the ``(x, y)`` pair.
             accumulate: whether this batch is part of a multi-batch step (``batches_per_step > 1``).
         """
+        if self.timer is not None:
+            self.timer("callbacks")  # the batch-begin callbacks ran since the batch arrived
         x, y = split_batch(batch)
         size = batch_size_of(x, y)
         loss, y_pred, y = self._forward_loss(x, y)
@@ -155,13 +162,20 @@ class Steps:
 
     def backward(self, loss: torch.Tensor) -> None:
         """Backpropagates ``loss``, through the gradient scaler when fp16 precision uses one."""
+        timer = self.timer
+        if timer is not None:
+            timer("forward")
         if self.precision.scaler is not None:
             self.precision.scaler.scale(loss).backward()
         else:
             loss.backward()
+        if timer is not None:
+            timer("backward")
 
     def optimizer_step(self) -> None:
         """Applies the optimizer to the gradients gathered since the last step, then clears them."""
+        if self.timer is not None:
+            self.timer("callbacks")  # the backward-end callbacks
         if self.optimizer is None:
             raise RuntimeError("This Model has no optimizer: pass `optimizer` to Model(...) to train.")
         if self.examples_in_step:
@@ -190,6 +204,8 @@ class Steps:
             precision.step(optimizer)
             optimizer.zero_grad(set_to_none=True)
         precision.update()
+        if self.timer is not None:
+            self.timer("optimizer")
 
     def evaluate(self, batch: Any) -> StepResult:
         """Forward and loss without gradients on a ``(x, y)`` batch."""
@@ -200,8 +216,16 @@ class Steps:
 
     def run_custom(self, function: StepFunction, batch: Any) -> StepResult:
         """Runs a user's step on a batch moved to the device; splits what it returned for the loop."""
+        timer = self.timer
+        if timer is not None:
+            timer("callbacks")
         batch = to_device(batch, self.device)
-        logged, y_pred, y_true, size, kept = split_step_output(function(self.context, batch), batch)
+        if timer is not None:
+            timer("copy")
+        output = function(self.context, batch)
+        if timer is not None:
+            timer("forward")  # the step's own work after its last backward/optimizer call
+        logged, y_pred, y_true, size, kept = split_step_output(output, batch)
         return StepResult(None, y_pred, y_true, size, logged, kept)
 
     def predict(self, x: Any) -> Any:

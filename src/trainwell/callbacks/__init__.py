@@ -69,6 +69,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         one_cycle_phases,
         sgdr_phases,
     )
+    from trainwell.callbacks.profiler import StepProfiler
     from trainwell.callbacks.tensorboard import TensorBoardLogger
 
 # Loaded on first use (PEP 562): `from trainwell import Model` does not pay for the experiment layer,
@@ -116,6 +117,7 @@ _LAZY = {
     "ReduceLROnPlateau": "trainwell.callbacks.lr_scheduler",
     "SequentialLR": "trainwell.callbacks.lr_scheduler",
     "StateCheckpoint": "trainwell.callbacks.checkpoint",
+    "StepProfiler": "trainwell.callbacks.profiler",
     "StepLR": "trainwell.callbacks.lr_scheduler",
     "TensorBoardGradientNormLogger": "trainwell.callbacks.gradients_norms",
     "TensorBoardGradientTracker": "trainwell.callbacks.gradients",
@@ -176,6 +178,7 @@ __all__ = [
     "SequentialLR",
     "StateCheckpoint",
     "StepLR",
+    "StepProfiler",
     "TensorBoardGradientNormLogger",
     "TensorBoardGradientTracker",
     "TensorBoardLogger",
