@@ -121,3 +121,23 @@ def test_precision_names():
     with pytest.raises(ValueError, match=r"`precision` must be '32', 'bf16' or '16'.*precision='64'"):
         Model(nn.Linear(2, 2), "sgd", "mse", precision="64")
     assert MixedPrecision("32").epoch_logs() == {}
+
+
+def test_an_experiment_passes_precision_through_and_resumes_fp16_exactly(tmp_path):
+    from trainwell import Experiment
+
+    def experiment(directory):
+        set_seeds(4)
+        network = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
+        return Experiment(directory, network, task="classif", optimizer="adam", precision="16")
+
+    options = {"validation_data": (X[:64], Y[:64]), "batch_size": 32, "verbose": False, "disable_tensorboard": True}
+    uninterrupted = experiment(tmp_path / "a")
+    uninterrupted.train_data(X, Y, epochs=3, **options)
+    experiment(tmp_path / "b").train_data(X, Y, epochs=2, **options)
+    resumed = experiment(tmp_path / "b")  # a new process would build the same objects
+    resumed.train_data(X, Y, epochs=3, **options)
+    assert resumed.model._steps.precision.scaler.get_scale() == uninterrupted.model._steps.precision.scaler.get_scale()
+    for name, tensor in uninterrupted.model.get_weight_copies().items():
+        assert torch.equal(resumed.model.get_weight_copies()[name], tensor), name
+    assert "skipped_steps" in (tmp_path / "b" / "log.tsv").read_text().splitlines()[0]

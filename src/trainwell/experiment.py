@@ -331,6 +331,8 @@ class Experiment(ModelBundle):
             (MSE, monitors ``val_loss`` min); as in Poutyne, any word starting so ('classification',
             'regression') works. Explicit arguments win over the preset; an explicit ``monitor_metric``
             keeps its own mode (given, or inferred from its name).
+        **model_options: any other :class:`~trainwell.Model` keyword: ``precision``, ``compile``,
+            ``train_step``, ``evaluate_step``, ``epoch_functions``...
 
     >>> import tempfile, torch
     >>> experiment = Experiment(tempfile.mkdtemp(), torch.nn.Linear(4, 3), task='classif')
@@ -383,6 +385,7 @@ def _model_from_network(
     monitor_metric: str | None = None,
     monitor_mode: str | None = None,
     task: str | None = None,
+    **model_options: Any,
 ) -> tuple[Model, dict[str, Any]]:
     explicit_monitor = monitor_metric is not None
     if task is not None:
@@ -396,7 +399,13 @@ def _model_from_network(
             monitor_metric, preset_mode = preset["monitor"]
             monitor_mode = monitor_mode or preset_mode
     model = Model(
-        network, optimizer, loss_function, batch_metrics=batch_metrics, epoch_metrics=epoch_metrics, device=device
+        network,
+        optimizer,
+        loss_function,
+        batch_metrics=batch_metrics,
+        epoch_metrics=epoch_metrics,
+        device=device,
+        **model_options,  # precision, compile, train_step, evaluate_step, epoch_functions...
     )
     options = {
         "logging": logging,

@@ -66,6 +66,16 @@ def split_batch(batch: Any, argument: str = "generator") -> tuple[Any, Any]:
     )
 
 
+def _pair_and_size(batch: Any) -> tuple[Any, Any, int]:
+    """``(x, y, batch size)`` of a batch, with a shortcut for the common pair of tensors (runs every batch)."""
+    if type(batch) is tuple and len(batch) == 2:
+        x, y = batch
+        if type(x) is torch.Tensor and x.dim() > 0:
+            return x, y, x.shape[0]
+    x, y = split_batch(batch)
+    return x, y, batch_size_of(x, y)
+
+
 def call_network(network: Callable[..., Any], x: Any) -> Any:
     """Calls the network the Poutyne way: a tuple or list of inputs is unpacked into ``network(*x)``."""
     return network(*x) if isinstance(x, (tuple, list)) else network(x)
@@ -105,6 +115,7 @@ class Steps:
         # Mixed precision: a context for forward + loss, and for fp16 a gradient scaler.
         self.precision = MixedPrecision("32")
         self.autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+        self.mixed = False
         self.examples_in_step = 0
         # Called when the step's gradients are final (accumulation averaged, later AMP-unscaled) and
         # the optimizer has not run yet: where gradient clipping and gradient statistics belong.
@@ -123,22 +134,27 @@ class Steps:
         self.timer: Callable[[str], None] | None = None
 
     def _forward_loss(self, x: Any, y: Any) -> tuple[torch.Tensor, Any, Any]:
-        x = to_device(x, self.device)
+        if self.mixed:
+            with self.autocast():
+                return self._forward_loss_in_context(x, y)
+        return self._forward_loss_in_context(x, y)  # no context manager to enter per batch at full precision
+
+    def _forward_loss_in_context(self, x: Any, y: Any) -> tuple[torch.Tensor, Any, Any]:
+        device = self.device
+        x = to_device(x, device)
         if self.timer is not None:
             self.timer("copy")
-        with self.autocast():
-            y_pred = call_network(self.network, x)
-            if self.check_next_targets:
-                # Once per phase: the first batch proves the targets match the loss and the output size.
-                check_targets(self.loss_function, y_pred, y if self.all_targets is None else self.all_targets)
-                self.check_next_targets = False
-            y = to_device(y, self.device)
+        y_pred = call_network(self.network, x)
+        if self.check_next_targets:
+            # Once per phase: the first batch proves the targets match the loss and the output size.
             if self.loss_function is None:
                 raise RuntimeError(
                     "This Model has no loss function: pass `loss_function` to Model(...) to train or evaluate."
                 )
-            loss = self.loss_function(y_pred, y)
-        return loss, y_pred, y
+            check_targets(self.loss_function, y_pred, y if self.all_targets is None else self.all_targets)
+            self.check_next_targets = False
+        y = to_device(y, device)
+        return self.loss_function(y_pred, y), y_pred, y  # type: ignore[misc]
 
     def forward_backward(self, batch: Any, *, accumulate: bool) -> StepResult:
         """Runs forward, loss and backward on a ``(x, y)`` batch, leaving the gradients in place.
@@ -149,8 +165,7 @@ class Steps:
         """
         if self.timer is not None:
             self.timer("callbacks")  # the batch-begin callbacks ran since the batch arrived
-        x, y = split_batch(batch)
-        size = batch_size_of(x, y)
+        x, y, size = _pair_and_size(batch)
         loss, y_pred, y = self._forward_loss(x, y)
         if accumulate:
             self.backward(loss * size)
@@ -209,8 +224,7 @@ class Steps:
 
     def evaluate(self, batch: Any) -> StepResult:
         """Forward and loss without gradients on a ``(x, y)`` batch."""
-        x, y = split_batch(batch)
-        size = batch_size_of(x, y)
+        x, y, size = _pair_and_size(batch)
         loss, y_pred, y = self._forward_loss(x, y)
         return StepResult(loss, y_pred, y, size)
 
@@ -231,13 +245,16 @@ class Steps:
     def predict(self, x: Any) -> Any:
         """The network's output on inputs ``x`` (no gradients are tracked by the caller)."""
         x = to_device(x, self.device)
-        with self.autocast():
-            return call_network(self.network, x)
+        if self.mixed:
+            with self.autocast():
+                return call_network(self.network, x)
+        return call_network(self.network, x)
 
     def set_precision(self, precision: MixedPrecision) -> None:
         """Uses ``precision`` for the following steps (autocast context and gradient scaler)."""
         self.precision = precision
         self.autocast = precision.autocast
+        self.mixed = precision.dtype is not None
 
     def state_dict(self) -> dict[str, Any]:
         """The state a checkpoint needs to continue: a partially accumulated step, the gradient scaler."""
