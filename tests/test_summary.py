@@ -160,10 +160,12 @@ def test_errors_name_the_argument():
         materialize(lambda x: x, torch.zeros(1))  # type: ignore[arg-type]
 
 
-def test_without_materialize_an_eager_state_optimizer_cannot_be_built_today():
-    # What Model's proposed lazy optimizer construction removes: Adagrad allocates its state in __init__.
-    with pytest.raises(ValueError, match=r"Could not build optimizer 'adagrad'.*uninitialized parameter"):
-        Model(nn.Sequential(nn.LazyLinear(4)), "adagrad", "mse")
+def test_an_eager_state_optimizer_by_name_waits_for_the_shapes():
+    # Adagrad allocates its state in __init__: the Model builds it once the lazy layers have shapes.
+    model = Model(nn.Sequential(nn.LazyLinear(4)), "adagrad", "mse")
+    assert model.optimizer is None
+    model.materialize(torch.zeros(2, 3))
+    assert type(model.optimizer).__name__ == "Adagrad" and model.network[0].weight.shape == (4, 3)
 
 
 def test_first_inputs_reads_ahead_without_changing_the_shuffle():

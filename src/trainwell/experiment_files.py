@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from trainwell.checkpoint import atomic_write
 
@@ -34,14 +35,29 @@ def configuration(model: Any) -> dict[str, Any]:
     """What a directory's checkpoints must agree with: parameter shapes, optimizer, loss and metrics."""
     optimizer = model.optimizer
     loss = model.loss_function
+    # Before the first batch a lazy network has shapeless parameters and its named optimizer waits: the
+    # same on a resumed run, so the record still matches (trainwell.lazy).
+    pending = getattr(model, "_pending_optimizer", None)
     return {
-        "network": {name: list(tensor.shape) for name, tensor in model.network.state_dict().items()},
-        "optimizer": None
+        "network": {name: _shape(tensor) for name, tensor in model.network.state_dict().items()},
+        "optimizer": pending.describe()
+        if pending is not None
+        else None
         if optimizer is None
         else {"class": type(optimizer).__name__, "groups": [len(group["params"]) for group in optimizer.param_groups]},
         "loss": None if loss is None else getattr(loss, "__name__", type(loss).__name__),
         "metrics": list(model.metrics_names),
     }
+
+
+def _shape(tensor: Any) -> list[int] | None:
+    return None if isinstance(tensor, (UninitializedParameter, UninitializedBuffer)) else list(tensor.shape)
+
+
+def _optimizer_differs(saved: Any, current: Any) -> bool:
+    if isinstance(saved, Mapping) and isinstance(current, Mapping) and None in (saved["groups"], current["groups"]):
+        return bool(saved["class"] != current["class"])  # one of them was still waiting for lazy shapes
+    return bool(saved != current)
 
 
 def check_same_configuration(saved: Mapping[str, Any], current: Mapping[str, Any], directory: Path) -> None:
@@ -55,9 +71,11 @@ def check_same_configuration(saved: Mapping[str, Any], current: Mapping[str, Any
     for name in now.keys() - before.keys():
         differences.append(f"parameter {name!r} exists here, not there")
     for name in before.keys() & now.keys():
+        if before[name] is None or now[name] is None:
+            continue  # a lazy layer before its first batch: its shape is not known yet (trainwell.lazy)
         if list(before[name]) != list(now[name]):
             differences.append(f"parameter {name!r} has shape {tuple(before[name])} there, {tuple(now[name])} here")
-    if saved.get("optimizer") != current.get("optimizer"):
+    if _optimizer_differs(saved.get("optimizer"), current.get("optimizer")):
         differences.append(f"the optimizer is {saved.get('optimizer')} there, {current.get('optimizer')} here")
     if differences:
         shown = "; ".join(sorted(differences)[:6]) + ("; ..." if len(differences) > 6 else "")

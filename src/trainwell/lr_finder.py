@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from trainwell.callbacks.base import Callback
+from trainwell.lazy import ensure_optimizer
 from trainwell.rng import capture_rng, restore_rng
 from trainwell.summary import has_uninitialized_parameters
 from trainwell.validation import check_positive_int
@@ -259,13 +260,14 @@ def _check_arguments(
             f"`model` must be a trainwell Model. Received: model of type {type(model).__name__}. "
             "Wrap the network: Model(network, optimizer, loss_function)."
         )
-    if model.optimizer is None:
-        raise RuntimeError("This Model has no optimizer: pass `optimizer` to Model(...) before calling find_lr.")
+    ensure_optimizer(model)  # a network materialized by hand gets its waiting named optimizer now
     if has_uninitialized_parameters(model.network):
         raise RuntimeError(
             "The network has lazy layers without shapes yet, whose weights could not be restored after the "
-            "test. Call trainwell.summary.materialize(model.network, sample_x) first."
+            "test. Call model.materialize(sample_x) (or trainwell.summary.materialize(model.network, sample_x)) first."
         )
+    if model.optimizer is None:
+        raise RuntimeError("This Model has no optimizer: pass `optimizer` to Model(...) before calling find_lr.")
     if y is None and isinstance(data, (torch.Tensor, np.ndarray)):
         raise TypeError(
             f"`y` is required with in-memory `data`. Received: data of type {type(data).__name__} and y=None. "

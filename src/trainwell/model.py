@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from trainwell import distributed, sanity
+from trainwell import distributed, lazy, sanity
 from trainwell.callbacks.base import Callback, CallbackList
 from trainwell.callbacks.progress import ProgressionCallback
 from trainwell.compilation import CompiledNetwork, compile_options
@@ -101,11 +101,15 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
                 "Wrap a function with trainwell.Lambda, or subclass nn.Module."
             )
         self.network = network
-        self.optimizer: Any = (
-            resolve_optimizers(optimizer, network)
-            if is_optimizer_mapping(optimizer)
-            else resolve_optimizer(optimizer, network)
-        )
+        # A named optimizer over lazy layers waits for their shapes (the first batch of fit): trainwell.lazy.
+        self._pending_optimizer = lazy.defer_optimizer(optimizer, network)
+        self.optimizer: Any = None
+        if self._pending_optimizer is None:
+            self.optimizer = (
+                resolve_optimizers(optimizer, network)
+                if is_optimizer_mapping(optimizer)
+                else resolve_optimizer(optimizer, network)
+            )
         self.loss_function = None if loss_function is None else resolve_loss(loss_function)
         self.batch_metrics = resolve_batch_metrics(batch_metrics, "batch_metrics")
         self.epoch_metrics = resolve_epoch_metrics(epoch_metrics, "epoch_metrics")
@@ -157,6 +161,15 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
             self._steps.networks = {name: CompiledNetwork(part, options) for name, part in network.items()}
         else:
             self._steps.network = CompiledNetwork(network, options)
+
+    def materialize(self, sample_input: Any) -> Model:
+        """Gives lazy layers (``nn.LazyLinear``...) their shapes from a batch of inputs, then builds the optimizer.
+
+        ``fit`` does this by itself on its first batch; call it to save or load optimizer state before
+        training, or when training from a one-shot generator. See :mod:`trainwell.lazy`.
+        """
+        lazy.materialize_model(self, sample_input)
+        return self
 
     # -- introspection ------------------------------------------------------------------------------------
     @property
@@ -355,6 +368,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         check_positive_int(batches_per_step, "batches_per_step")
         check_positive_int(steps_per_epoch, "steps_per_epoch", allow_none=True)
         check_positive_int(validation_steps, "validation_steps", allow_none=True)
+        lazy.prepare_fit(self, train)  # lazy layers get their shapes, then the named optimizer is built
         if self.optimizer is None and self._steps.train_function is None:
             raise RuntimeError("This Model has no optimizer: pass `optimizer` to Model(...) before calling fit.")
         if batches_per_step > 1 and self._steps.train_function is not None:

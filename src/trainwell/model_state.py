@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainwell import distributed
+from trainwell import distributed, lazy
 from trainwell.loop import ResumePoint
 from trainwell.rng import capture_rng, restore_rng
 
@@ -91,6 +91,7 @@ class TrainingState:
                 f"{SNAPSHOT_FORMAT}."
             )
         self.network.load_state_dict(snapshot["network"])
+        lazy.ensure_optimizer(self)  # lazy layers now have the saved shapes: a named optimizer can be built
         if self.optimizer is not None and snapshot["optimizer"] is not None:
             self.optimizer.load_state_dict(snapshot["optimizer"])
             self._move_optimizer_state()

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from typing_extensions import Self
 
+from trainwell import lazy
 from trainwell.checkpoint import PathOrFile, load_state, load_tensors, save_state, save_tensors
 
 __all__ = ["WeightsAndDevices"]
@@ -42,17 +43,20 @@ class WeightsAndDevices:
         return {name: tensor.detach().to("cpu", copy=True) for name, tensor in self.network.state_dict().items()}
 
     def set_weights(self, weights: dict[str, torch.Tensor], strict: bool = True) -> None:
-        """Loads a state dict into the network."""
+        """Loads a state dict into the network (lazy layers take the saved shapes; a pending optimizer is built)."""
         self.network.load_state_dict(weights, strict=strict)
+        lazy.ensure_optimizer(self)
 
     def save_optimizer_state(self, f: PathOrFile) -> None:
         """Saves the optimizer's state without pickle (safetensors + JSON metadata)."""
+        lazy.require_optimizer(self, "save its state")
         if self.optimizer is None:
             raise RuntimeError("This Model has no optimizer whose state could be saved.")
         save_state(f, self.optimizer.state_dict())
 
     def load_optimizer_state(self, f: PathOrFile) -> None:
         """Loads an optimizer state saved by :meth:`save_optimizer_state` (or a weights-only torch file)."""
+        lazy.require_optimizer(self, "load a state")
         if self.optimizer is None:
             raise RuntimeError("This Model has no optimizer to load a state into.")
         self.optimizer.load_state_dict(load_state(f))

@@ -167,7 +167,8 @@ def sanity_check(model: Any, train: Any, valid: Any, batches: int, epoch: int = 
     >>> torch.equal(before, model.network.weight), model.network.weight.grad is None
     (True, True)
     """
-    if batches <= 0:
+    if batches <= 0 or model._loop.pending_resume is not None:
+        # A run resumed mid-epoch was checked when it started; reading batches again would only cost I/O.
         return
     steps = model._steps
     # Validation first: a broken evaluation path is what would otherwise surface only after an epoch.
