@@ -211,8 +211,8 @@ def test_a_killed_run_resumed_under_torchrun_ends_like_the_uninterrupted_one(tmp
     out = _finish(_two_processes("experiment", tmp_path))
     resumed_from = [call["resumed_from"] for call in json.loads((tmp_path / "run.json").read_text())["trainings"]]
     assert resumed_from == [None, "step_000000009"]
-    assert _weights(out) == _weights(reference_out)
     assert _rows(tmp_path) == _rows(reference)  # the same global logs, every epoch once
+    assert _weights(out) == _weights(reference_out)
     assert _test_logs(out) == _test_logs(reference_out)
 
 
