@@ -68,7 +68,8 @@ def split_batch(batch: Any, argument: str = "generator") -> tuple[Any, Any]:
 
 def _pair_and_size(batch: Any) -> tuple[Any, Any, int]:
     """``(x, y, batch size)`` of a batch, with a shortcut for the common pair of tensors (runs every batch)."""
-    if type(batch) is tuple and len(batch) == 2:
+    kind = type(batch)
+    if (kind is tuple or kind is list) and len(batch) == 2:  # a DataLoader yields lists
         x, y = batch
         if type(x) is torch.Tensor and x.dim() > 0:
             return x, y, x.shape[0]
