@@ -29,7 +29,16 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    TensorDataset,
+    default_collate,
+)
 
 from trainwell import distributed
 from trainwell.utils import numpy_to_torch, torch_apply
@@ -257,6 +266,22 @@ class IterableBatches:
         self.source = _sharded_loader(source, argument) if distributed.world_size() > 1 else source
         self.steps = steps
         self._iterator: Iterator[Any] | None = None
+
+    @property
+    def targets(self) -> torch.Tensor | None:
+        """All the targets the source can yield, when it is a plain loader over an ``(x, y)`` TensorDataset.
+
+        The loop then checks them once per phase and, when they are all valid class labels, counts
+        accuracy hits alone (half the kernels per batch). Any other source gives None: its batches could
+        hold anything, so every batch is handled on its own.
+        """
+        loader = self.source
+        if not isinstance(loader, DataLoader) or loader.collate_fn is not default_collate:
+            return None
+        dataset = loader.dataset
+        if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
+            return dataset.tensors[1]
+        return None
 
     def set_epoch(self, epoch: int) -> None:
         """Tells a ``DistributedSampler`` in the source which epoch begins (its shuffle depends on it)."""
