@@ -27,9 +27,11 @@ def _fit(compile):
 def test_a_compiled_network_gives_the_eager_results():
     # aot_eager traces through dynamo and AOTAutograd like the default backend, without a C++ compiler.
     eager, eager_history = _fit(False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no fallback warning: compilation really happened
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         compiled, compiled_history = _fit({"backend": "aot_eager"})
+    # No fallback: compilation really happened (other warnings, e.g. a finalizer's, are not ours to judge).
+    assert not [w for w in caught if "torch.compile failed" in str(w.message)]
     assert isinstance(compiled._steps.network, CompiledNetwork) and compiled._steps.network.failed is None
     for ours, theirs in zip(compiled_history, eager_history):
         assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-5)

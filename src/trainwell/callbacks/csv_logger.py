@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from trainwell.callbacks.base import Callback
 from trainwell.checkpoint import atomic_write
+from trainwell.loop import learning_rates
 
 __all__ = ["AtomicCSVLogger", "CSVLogger"]
 
@@ -235,9 +236,7 @@ class CSVLogger(Callback):
 
     def _batch_header(self) -> list[str]:
         # Batch rows come before the first epoch row: the header is built from what the model will log.
-        optimizer = getattr(self.model, "optimizer", None)
-        groups = len(optimizer.param_groups) if optimizer is not None else 0
-        rates = ["lr"] if groups == 1 else [f"lr_group_{index}" for index in range(groups)]
+        rates = list(learning_rates(getattr(self.model, "optimizer", None)))  # the keys the loop will log
         values = ["loss", *getattr(self.model, "metrics_names", [])]
         return ["epoch", "batch", "size", "time", *rates, *values, *(f"val_{name}" for name in values)]
 
@@ -268,6 +267,11 @@ class CSVLogger(Callback):
         self._last_epoch = epoch_number
 
     def on_train_end(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
+        self._file.close()
+        self._opened = False
+
+    def on_exception(self, exception: BaseException) -> None:  # noqa: D102
+        # The rows written so far were synced at their epoch's end; the handle must not outlive the run.
         self._file.close()
         self._opened = False
 
