@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from trainwell.data import to_device
+from trainwell.data import batch_size_of, to_device
 
 if TYPE_CHECKING:
     from trainwell.steps import Steps
@@ -196,16 +196,5 @@ def split_step_output(output: Any, batch: Any) -> tuple[dict[str, torch.Tensor],
             logged[key] = torch.tensor(float(value))
         kept[key] = value
     size = output.get("size")
-    size = int(size) if size is not None else _leading_size(batch)
+    size = int(size) if size is not None else batch_size_of(batch)
     return logged, kept.get("y_pred"), kept.get("y_true"), size, kept
-
-
-def _leading_size(batch: Any) -> int:
-    """The first dimension of the first tensor found in a batch (1 when it holds none)."""
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() > 0 else 1
-    items = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (tuple, list)) else ()
-    for item in items:
-        if isinstance(item, (torch.Tensor, tuple, list, Mapping)):
-            return _leading_size(item)
-    return 1
