@@ -44,8 +44,9 @@ def test_import_trainwell_loads_no_optional_dependency():
 def test_importing_model_does_not_load_the_experiment_layer_or_every_callback():
     code = (
         "import sys; from trainwell import Model; "
-        "print(sorted(m for m in ('trainwell.experiment', 'trainwell.callbacks.mlflow', 'trainwell.summary', "
-        "'trainwell.callbacks.lr_scheduler', 'trainwell.callbacks.notification') if m in sys.modules))"
+        "print(sorted(m for m in ('trainwell.experiment', 'trainwell.callbacks.mlflow', 'trainwell.tools.summary', "
+        "'trainwell.tools.lr_finder', 'trainwell.callbacks.lr_scheduler', 'trainwell.callbacks.notification') "
+        "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

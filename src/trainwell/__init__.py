@@ -10,13 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trainwell import callbacks as _callbacks
-from trainwell._lazy import lazy_names
-from trainwell.layers import Lambda
+from trainwell.engine.step_context import StepContext
+from trainwell.engine.step_outputs import StepOutputs
 from trainwell.metrics import F1, MAE, MSE, R2, RMSE, BatchMetric, EpochMetric, FBeta, Precision, Recall, SKLearnMetrics
-from trainwell.model import Model
+from trainwell.model.model import Model
 from trainwell.optimizers import OptimizerGroup
-from trainwell.step_context import StepContext, StepOutputs
-from trainwell.utils import numpy_to_torch, set_seeds, torch_apply, torch_to, torch_to_numpy
+from trainwell.tools.layers import Lambda
+from trainwell.utils.lazy_names import lazy_names
+from trainwell.utils.tensors import numpy_to_torch, set_seeds, torch_apply, torch_to, torch_to_numpy
+from trainwell.version import __version__
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
     from trainwell.callbacks import (
@@ -77,30 +79,29 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         one_cycle_phases,
         sgdr_phases,
     )
-    from trainwell.checkpoint_store import CorruptCheckpointError
-    from trainwell.experiment import Experiment, ModelBundle
-    from trainwell.lr_finder import LRFinderResult, find_lr
-    from trainwell.plotting import history_frame, plot_history, plot_metric
-    from trainwell.search import Hyperparameter
-    from trainwell.summary import Summary, materialize, summary
+    from trainwell.experiment.experiment import Experiment, ModelBundle
+    from trainwell.search.grid import Hyperparameter
+    from trainwell.storage.checkpoints import CorruptCheckpointError
+    from trainwell.tools.lr_finder import LRFinderResult, find_lr
+    from trainwell.tools.plotting import history_frame, plot_history, plot_metric
+    from trainwell.tools.summary import Summary, materialize, summary
 
-__version__ = "0.1.0"
 
 # Loaded on first use (PEP 562): `from trainwell import Model` does not pay for the experiment layer,
 # every callback and the toolbox (each module costs milliseconds to import).
 _LAZY = {
-    "CorruptCheckpointError": "trainwell.checkpoint_store",
-    "Experiment": "trainwell.experiment",
-    "Hyperparameter": "trainwell.search",
-    "LRFinderResult": "trainwell.lr_finder",
-    "ModelBundle": "trainwell.experiment",
-    "Summary": "trainwell.summary",
-    "find_lr": "trainwell.lr_finder",
-    "history_frame": "trainwell.plotting",
-    "materialize": "trainwell.summary",
-    "plot_history": "trainwell.plotting",
-    "plot_metric": "trainwell.plotting",
-    "summary": "trainwell.summary",
+    "CorruptCheckpointError": "trainwell.storage.checkpoints",
+    "Experiment": "trainwell.experiment.experiment",
+    "Hyperparameter": "trainwell.search.grid",
+    "LRFinderResult": "trainwell.tools.lr_finder",
+    "ModelBundle": "trainwell.experiment.experiment",
+    "Summary": "trainwell.tools.summary",
+    "find_lr": "trainwell.tools.lr_finder",
+    "history_frame": "trainwell.tools.plotting",
+    "materialize": "trainwell.tools.summary",
+    "plot_history": "trainwell.tools.plotting",
+    "plot_metric": "trainwell.tools.plotting",
+    "summary": "trainwell.tools.summary",
     # Every callback: trainwell.callbacks is loaded anyway (Model needs its base), and resolves its own
     # names lazily, one module each.
     **{name: "trainwell.callbacks" for name in _callbacks.__all__},

@@ -6,7 +6,7 @@ from torch import nn
 from trainwell import Model
 from trainwell.callbacks.best_model_restore import BestModelRestore
 from trainwell.callbacks.checkpoint import ModelCheckpoint
-from trainwell.checkpoint import load_state, save_state
+from trainwell.storage.files import load_state, save_state
 
 
 def _model(script):

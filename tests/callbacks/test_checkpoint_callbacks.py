@@ -19,7 +19,7 @@ from trainwell.callbacks.checkpoint import (
     load_random_states,
 )
 from trainwell.callbacks.periodic import PeriodicSaveCallback, PeriodicSaveLambda
-from trainwell.checkpoint import decode_state, encode_state, load_state
+from trainwell.storage.files import decode_state, encode_state, load_state
 
 # Values of the 'scripted' metric per epoch: improvements (min) at epochs 1, 2 and 4 only.
 SCRIPT = {1: 3.0, 2: 1.0, 3: 2.0, 4: 0.5, 5: 0.7}

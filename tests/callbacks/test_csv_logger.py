@@ -7,7 +7,7 @@ from torch import nn
 
 from trainwell import Callback, Model
 from trainwell.callbacks.csv_logger import AtomicCSVLogger, CSVLogger
-from trainwell.checkpoint import decode_state, encode_state
+from trainwell.storage.files import decode_state, encode_state
 
 LOGGERS = [CSVLogger, AtomicCSVLogger]
 

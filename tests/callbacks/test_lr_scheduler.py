@@ -24,7 +24,7 @@ from trainwell.callbacks.lr_scheduler import (
     SequentialLR,
     StepLR,
 )
-from trainwell.checkpoint import encode_state, load_state, save_state
+from trainwell.storage.files import encode_state, load_state, save_state
 
 # Any "lr_scheduler.step() before optimizer.step()" or similar misuse warning from torch fails a test.
 pytestmark = pytest.mark.filterwarnings("error::UserWarning")

@@ -19,7 +19,7 @@ from torch import nn
 from trainwell import Callback, Model
 from trainwell.callbacks.mlflow import MLFlowLogger
 from trainwell.callbacks.mlflow_helpers import resolve_tracking_uri
-from trainwell.checkpoint import load_state, save_state
+from trainwell.storage.files import load_state, save_state
 
 # SQLAlchemy 2.1 deprecates a loader option MLflow's store still uses: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")

@@ -14,7 +14,7 @@ from trainwell.callbacks.policies import (
     one_cycle_phases,
     sgdr_phases,
 )
-from trainwell.checkpoint import load_state, save_state
+from trainwell.storage.files import load_state, save_state
 
 
 def _model(optimizer="sgd"):

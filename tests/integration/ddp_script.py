@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from trainwell import Callback, Model, distributed
-from trainwell.experiment import Experiment
+from trainwell.experiment.experiment import Experiment
 
 GLOBAL_BATCH = 16
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from trainwell import Callback
-from trainwell.experiment import Experiment
+from trainwell.experiment.experiment import Experiment
 
 
 class ReportAndSlow(Callback):

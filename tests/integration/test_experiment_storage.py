@@ -20,9 +20,9 @@ import pytest
 import torch
 from torch import nn
 
-from trainwell.checkpoint_store import MANIFEST, CorruptCheckpointError, read_checkpoint, write_checkpoint
-from trainwell.experiment import Experiment
-from trainwell.experiment_checkpoints import STATE, WEIGHTS, read_state
+from trainwell.experiment.checkpoints import STATE, WEIGHTS, read_state
+from trainwell.experiment.experiment import Experiment
+from trainwell.storage.checkpoints import MANIFEST, CorruptCheckpointError, read_checkpoint, write_checkpoint
 
 EPOCHS = 3
 PREVIOUS_INTACT = (

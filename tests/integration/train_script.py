@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from trainwell import Callback, CosineAnnealingLR, EarlyStopping
-from trainwell.experiment import Experiment
+from trainwell.experiment.experiment import Experiment
 
 if os.environ.get("NO_RNG_RESTORE"):
-    import trainwell.model_state
+    import trainwell.model.training_state
 
-    trainwell.model_state.restore_rng = lambda state: None  # type: ignore[assignment]
+    trainwell.model.training_state.restore_rng = lambda state: None  # type: ignore[assignment]
 
 
 class Slow(Callback):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trainwell._lazy import lazy_names
 from trainwell.callbacks.base import Callback, CallbackList
 from trainwell.callbacks.progress import EpochProgressionCallback, ProgressionCallback
+from trainwell.utils.lazy_names import lazy_names
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
     from trainwell.callbacks.best_model_restore import BestModelRestore

@@ -2,7 +2,7 @@
 
 Each one is a :class:`~trainwell.callbacks.periodic.PeriodicSaveCallback` (same filename templates,
 ``save_best_only``, ``period``, atomic writes, resumable state) that writes one pickle-free file:
-weights as plain safetensors, everything else through :func:`trainwell.checkpoint.save_state`
+weights as plain safetensors, everything else through :func:`trainwell.storage.files.save_state`
 (tensors in safetensors, the rest as JSON).
 """
 
@@ -20,7 +20,7 @@ from typing_extensions import Unpack
 
 from trainwell.callbacks.base import HOOKS, Callback
 from trainwell.callbacks.periodic import PeriodicSaveCallback, PeriodicSaveOptions
-from trainwell.checkpoint import PathOrFile, load_state, save_state
+from trainwell.storage.files import PathOrFile, load_state, save_state
 
 __all__ = [
     "LRSchedulerCheckpoint",
@@ -95,7 +95,7 @@ class LRSchedulerCheckpoint(PeriodicSaveCallback):
     checkpoint *drives* it: it calls the scheduler's hooks itself, before saving, so the scheduler must
     not also be passed to ``fit``. Any other object with ``state_dict()`` (a torch scheduler stepped
     elsewhere) is only saved. Load a file back with
-    ``lr_scheduler.load_state_dict(trainwell.checkpoint.load_state(path))``.
+    ``lr_scheduler.load_state_dict(trainwell.storage.files.load_state(path))``.
 
     Args:
         lr_scheduler: a scheduler callback, or any object with ``state_dict()`` (and
@@ -212,7 +212,7 @@ class StateCheckpoint(PeriodicSaveCallback):
         filename: the path template (see :class:`PeriodicSaveCallback`).
         **kwargs: the options of :class:`PeriodicSaveCallback`.
 
-    The file holds ``{name: state_dict}`` (read it with :func:`trainwell.checkpoint.load_state`);
+    The file holds ``{name: state_dict}`` (read it with :func:`trainwell.storage.files.load_state`);
     :meth:`restore` loads each entry back into the object of the same name.
 
     >>> import torch

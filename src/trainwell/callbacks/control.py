@@ -9,7 +9,7 @@ import torch
 
 from trainwell.callbacks.base import Callback
 from trainwell.callbacks.monitor import Monitor
-from trainwell.validation import check_positive_int
+from trainwell.utils.checks import check_positive_int
 
 __all__ = ["EarlyStopping", "TerminateOnNaN"]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from trainwell.callbacks.base import Callback
-from trainwell.checkpoint import atomic_write
-from trainwell.loop import learning_rates
+from trainwell.optimizers import learning_rates
+from trainwell.storage.files import atomic_write
 
 __all__ = ["AtomicCSVLogger", "CSVLogger"]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from trainwell.callbacks.base import Callback
-from trainwell.validation import check_positive_int
+from trainwell.utils.checks import check_positive_int
 
 __all__ = ["ContinuePrompt"]
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from trainwell.callbacks.base import Callback
-from trainwell.checkpoint import PathOrFile
+from trainwell.storage.files import PathOrFile
 
 __all__ = [
     "STEP_EVERY",
@@ -236,13 +236,13 @@ class SchedulerCallback(Callback):
 
     def save_state(self, f: PathOrFile) -> None:
         """Writes :meth:`state_dict` to a file or path, without pickle (as Poutyne's ``save_state`` does with it)."""
-        from trainwell.checkpoint import save_state
+        from trainwell.storage.files import save_state
 
         save_state(f, self.state_dict())
 
     def load_state(self, f: PathOrFile) -> None:
         """Reads a state written by :meth:`save_state` and loads it."""
-        from trainwell.checkpoint import load_state
+        from trainwell.storage.files import load_state
 
         self.load_state_dict(load_state(f))
 

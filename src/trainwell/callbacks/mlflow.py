@@ -153,7 +153,7 @@ class MLFlowLogger(Callback):
             return str(self.client.get_experiment_by_name(name).experiment_id)
 
     def _run_tags(self) -> dict[str, str]:
-        from trainwell import __version__
+        from trainwell.version import __version__
 
         try:
             # MLflow's own context: user, source script, git commit when run from a repository.

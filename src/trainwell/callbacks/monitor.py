@@ -11,13 +11,13 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from trainwell.losses import LOSS_ALIASES, LOSS_NAMES
 from trainwell.metrics.base import direction_of
-from trainwell.registry import LOSS_ALIASES, LOSS_NAMES
 
 __all__ = ["Monitor", "infer_mode", "metric_direction"]
 
 # Log keys (without the 'val_'/'test_' prefix) where a smaller value is better, checked first ('mape' is
-# an error, not a mean average precision). Loss names from the registry count too.
+# an error, not a mean average precision). Loss names (trainwell.losses) count too.
 _LOWER_IS_BETTER_PREFIXES = (
     "loss",
     "mse",

@@ -20,7 +20,7 @@ from numbers import Real
 from typing import Any
 
 from trainwell.callbacks.base import Callback
-from trainwell.validation import check_positive_int
+from trainwell.utils.checks import check_positive_int
 
 __all__ = ["LoggingNotificator", "NotificationCallback", "Notificator", "WebhookNotificator", "format_logs"]
 
@@ -118,7 +118,7 @@ class WebhookNotificator(Notificator):
 
     def send_notification(self, message: str, subject: str | None = None) -> None:
         """POSTs the notification; raises ``urllib.error.URLError`` (or ``HTTPError``) when it fails."""
-        from trainwell import __version__
+        from trainwell.version import __version__
 
         body = json.dumps(self.payload(message, subject)).encode("utf-8")
         headers = {"Content-Type": "application/json", "User-Agent": f"trainwell/{__version__}", **self.headers}

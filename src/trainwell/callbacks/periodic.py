@@ -22,8 +22,8 @@ from typing_extensions import Unpack
 
 from trainwell.callbacks.base import Callback
 from trainwell.callbacks.monitor import Monitor
-from trainwell.checkpoint import atomic_write
-from trainwell.validation import check_positive_int
+from trainwell.storage.files import atomic_write
+from trainwell.utils.checks import check_positive_int
 
 __all__ = ["PeriodicSaveCallback", "PeriodicSaveLambda", "PeriodicSaveOptions"]
 

@@ -7,12 +7,12 @@ torchmetrics-like object. Names ignore case and underscores.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from torch import nn
 
+from trainwell import losses
 from trainwell.metrics.adapters import (
     TorchMetricsBatchMetric,
     TorchMetricsEpochMetric,
@@ -22,7 +22,7 @@ from trainwell.metrics.base import BatchMetric, EpochMetric, check_names
 from trainwell.metrics.classification import TOPK_VALUES, Accuracy, BinaryAccuracy, TopKAccuracy
 from trainwell.metrics.fscores import F1, FBeta, Precision, Recall
 from trainwell.metrics.regression import MAE, MSE, R2, RMSE
-from trainwell.registry import unknown_name_error
+from trainwell.utils.names import describe, unknown_name_error
 
 __all__ = [
     "BATCH_METRIC_NAMES",
@@ -76,19 +76,10 @@ def _lookup_key(name: str) -> str:
     return name.lower().replace("_", "")
 
 
-def _registry() -> Any:
-    # Imported when a metric is resolved, not when trainwell.metrics is imported.
-    return importlib.import_module("trainwell.registry")
-
-
-def _loss_keys(registry: Any) -> set[str]:
-    names = [*getattr(registry, "LOSS_NAMES", ()), *getattr(registry, "LOSS_ALIASES", {})]
+def _loss_keys() -> set[str]:
+    names = [*losses.LOSS_NAMES, *losses.LOSS_ALIASES]
     # 'CrossEntropyLoss', 'cross_entropy' and 'crossentropy' are the same loss.
     return {_lookup_key(name).removesuffix("loss") for name in names}
-
-
-def _describe(value: object) -> str:
-    return f"{value!r} (type {type(value).__name__})"
 
 
 def _batch_from_name(name: str, argument: str) -> BatchMetric:
@@ -96,11 +87,10 @@ def _batch_from_name(name: str, argument: str) -> BatchMetric:
     factory = _BATCH_FACTORIES.get(key)
     if factory is not None:
         return factory()
-    registry = _registry()
-    if key.removesuffix("loss") in _loss_keys(registry):
-        canonical = registry.loss_name(name, argument)
-        return BatchMetric(registry.resolve_loss(name, argument), (canonical,), higher_is_better=False)
-    valid = [*BATCH_METRIC_NAMES, *getattr(registry, "LOSS_NAMES", ())]
+    if key.removesuffix("loss") in _loss_keys():
+        canonical = losses.loss_name(name, argument)
+        return BatchMetric(losses.resolve_loss(name, argument), (canonical,), higher_is_better=False)
+    valid = [*BATCH_METRIC_NAMES, *losses.LOSS_NAMES]
     raise unknown_name_error("batch metric", argument, name, valid)
 
 
@@ -111,18 +101,18 @@ def _one_batch_metric(spec: Any, argument: str) -> BatchMetric:
         return _batch_from_name(spec, argument)
     if isinstance(spec, (EpochMetric, type)):
         hint = " EpochMetric objects belong in `epoch_metrics`." if isinstance(spec, EpochMetric) else ""
-        raise TypeError(f"Each item of `{argument}` must be {_ACCEPTED_BATCH}. Received: {_describe(spec)}.{hint}")
+        raise TypeError(f"Each item of `{argument}` must be {_ACCEPTED_BATCH}. Received: {describe(spec)}.{hint}")
     if is_torchmetrics_like(spec) and callable(spec):
         return TorchMetricsBatchMetric(spec)
     if callable(spec):
         # Functions keep their __name__; objects (nn.MSELoss(), a callable class) are named after their
         # class, and torch's own losses get their canonical loss name ('mse').
-        name = _registry().loss_name(spec, argument)
+        name = losses.loss_name(spec, argument)
         # A function may declare its direction as an attribute, as metric objects do.
         declared = getattr(spec, "higher_is_better", None)
         higher_is_better = declared if isinstance(declared, bool) else False if isinstance(spec, nn.Module) else None
         return BatchMetric(spec, (name,), higher_is_better=higher_is_better)
-    raise TypeError(f"Each item of `{argument}` must be {_ACCEPTED_BATCH}. Received: {_describe(spec)}.")
+    raise TypeError(f"Each item of `{argument}` must be {_ACCEPTED_BATCH}. Received: {describe(spec)}.")
 
 
 def _one_epoch_metric(spec: Any, argument: str) -> EpochMetric:
@@ -140,7 +130,7 @@ def _one_epoch_metric(spec: Any, argument: str) -> EpochMetric:
         hint = f" Pass an instance: {spec.__name__}()."
     elif isinstance(spec, BatchMetric) or callable(spec):
         hint = " Per-batch functions belong in `batch_metrics`."
-    raise TypeError(f"Each item of `{argument}` must be {_ACCEPTED_EPOCH}. Received: {_describe(spec)}.{hint}")
+    raise TypeError(f"Each item of `{argument}` must be {_ACCEPTED_EPOCH}. Received: {describe(spec)}.{hint}")
 
 
 def _split_pair(spec: Any, argument: str) -> tuple[tuple[str, ...] | None, Any]:
@@ -164,7 +154,7 @@ def _check_list(specs: Any, argument: str, accepted: str) -> list[Any]:
     if isinstance(specs, (list, tuple)):
         return list(specs)
     raise TypeError(
-        f"`{argument}` must be a list whose items are {accepted}. Received: {argument}={_describe(specs)}. "
+        f"`{argument}` must be a list whose items are {accepted}. Received: {argument}={describe(specs)}. "
         f"Wrap it in a list: {argument}=[{specs!r}]."
     )
 

@@ -1,0 +1,231 @@
+"""Batch sources: what the loop iterates, one pass per epoch, with a known length.
+
+Two kinds of sources cover every input the public API accepts (:mod:`trainwell.data.inputs` builds them):
+
+* :class:`TensorBatches`: in-memory tensors and arrays (``fit(x, y)``). Batches are slices, never a
+  per-sample ``Dataset`` + ``collate``: a shuffled epoch costs one gather, then every batch is a view.
+* :class:`IterableBatches`: a ``DataLoader``, a generator or any iterable of batches, optionally cycled
+  to a fixed number of steps per epoch. Datasets become a ``DataLoader``
+  (:func:`trainwell.data.loaders.dataset_loader`) and then an :class:`IterableBatches`.
+
+Every source is iterated once per epoch and reports its length (or None when it cannot be known).
+Under ``torchrun`` both are sharded between the ranks (see :mod:`trainwell.data.sharding`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sized
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset, default_collate
+
+from trainwell import distributed
+from trainwell.data.batches import count_samples, flatten
+from trainwell.data.loaders import SkippableBatchSampler, sharded_loader
+from trainwell.data.sharding import ShardedSampler, shard, shard_length, shared_permutation
+from trainwell.utils.tensors import numpy_to_torch
+
+__all__ = ["IterableBatches", "TensorBatches", "is_sharded", "source_length"]
+
+
+class TensorBatches:
+    """Batches sliced from in-memory tensors, shuffled by one permutation per epoch.
+
+    Args:
+        x: the inputs: a tensor, an array, or nested tuples/lists/dicts of them.
+        y: the targets, same forms, or None (prediction).
+        batch_size: samples per batch; the last batch may be smaller.
+        shuffle: draw a new permutation (from torch's global generator, so ``set_seeds`` fixes it)
+            at the start of every epoch.
+        x_name: the argument name used in error messages.
+        even_shards: under torchrun, pad the shards to equal lengths (see the module's docstring);
+            defaults to ``shuffle`` (training data is shuffled and padded, evaluation data neither).
+
+    >>> batches = TensorBatches(torch.arange(5.0), torch.arange(5), batch_size=2, shuffle=False)
+    >>> len(batches), [len(x) for x, y in batches]
+    (3, [2, 2, 1])
+    """
+
+    def __init__(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        x_name: str = "x",
+        even_shards: bool | None = None,
+    ) -> None:
+        x, y = numpy_to_torch(x), numpy_to_torch(y)
+        self._has_y = y is not None
+        data = (x, y) if self._has_y else x
+        self._leaves, self._rebuild = flatten(data)
+        x_leaves = flatten(x)[0]
+        n_x = count_samples(x_leaves, x_name)
+        if self._has_y:
+            n_y = count_samples(flatten(y)[0], "y")
+            if n_x != n_y:
+                raise ValueError(
+                    f"`{x_name}` and `y` must hold the same number of samples. "
+                    f"Received: {x_name} has {n_x} samples, y has {n_y}."
+                )
+        if n_x == 0:
+            raise ValueError(f"`{x_name}` is empty: there are no samples to iterate over.")
+        self.num_samples = n_x
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.even_shards = shuffle if even_shards is None else even_shards
+        self.targets = y
+        self._skip = 0  # batches the next epoch leaves out (a resumed epoch)
+        self._plain_pair = self._has_y and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+
+    def __len__(self) -> int:
+        return math.ceil(shard_length(self.num_samples, self.even_shards) / self.batch_size)
+
+    def skip_next_epoch(self, batches: int) -> None:
+        """Makes the next iteration draw its permutation as usual but start after ``batches`` batches.
+
+        A resumed epoch continues this way without slicing or moving the batches already done.
+        """
+        self._skip = batches
+
+    def __iter__(self) -> Iterator[Any]:
+        leaves = self._leaves
+        num_samples = self.num_samples
+        if self.shuffle or distributed.world_size() > 1:
+            order = shared_permutation(num_samples) if self.shuffle else torch.arange(num_samples)
+            order = shard(order, self.even_shards)
+            num_samples = len(order)
+            # One gather per epoch; every batch below is then a free view.
+            leaves = [leaf.index_select(0, order) for leaf in leaves]
+        start, self._skip = self._skip, 0
+        size = self.batch_size
+        if self._plain_pair:
+            # The common (x, y) of two tensors, without the generic rebuild: this runs every batch.
+            x, y = leaves
+            for begin in range(start * size, num_samples, size):
+                yield x[begin : begin + size], y[begin : begin + size]
+            return
+        for index in range(start, math.ceil(num_samples / size)):
+            begin = index * size
+            yield self._rebuild([leaf[begin : begin + size] for leaf in leaves])
+
+
+class IterableBatches:
+    """Batches from a DataLoader, a generator or any iterable, optionally cycled to ``steps`` per epoch.
+
+    With ``steps`` given, an exhausted iterable is restarted with ``iter()``: a DataLoader begins a new
+    pass, while a one-shot generator simply continues (and ends the epoch early when it runs dry).
+
+    Args:
+        source: the iterable of batches.
+        steps: batches per epoch, or None for one full pass.
+        argument: the argument name used in error messages.
+
+    >>> list(IterableBatches([1, 2], steps=3))
+    [1, 2, 1]
+    """
+
+    def __init__(self, source: Iterable[Any], steps: int | None = None, argument: str = "generator") -> None:
+        if not isinstance(source, Iterable):
+            raise TypeError(
+                f"`{argument}` must be an iterable of batches (a DataLoader, a generator, a list...). "
+                f"Received: {argument} of type {type(source).__name__}."
+            )
+        sharded = distributed.world_size() > 1 and not isinstance(source, TensorBatches)
+        self.source = sharded_loader(source, argument) if sharded else source
+        self.steps = steps
+        self._iterator: Iterator[Any] | None = None
+
+    @property
+    def targets(self) -> torch.Tensor | None:
+        """All the targets the source can yield, when it is a plain loader over an ``(x, y)`` TensorDataset.
+
+        The loop then checks them once per phase and, when they are all valid class labels, counts
+        accuracy hits alone (half the kernels per batch). Any other source gives None: its batches could
+        hold anything, so every batch is handled on its own.
+        """
+        loader = self.source
+        if not isinstance(loader, DataLoader) or loader.collate_fn is not default_collate:
+            return None
+        dataset = loader.dataset
+        if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
+            return dataset.tensors[1]
+        return None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tells a ``DistributedSampler`` in the source which epoch begins (its shuffle depends on it)."""
+        for holder in (self.source, getattr(self.source, "batch_sampler", None)):
+            set_epoch = getattr(getattr(holder, "sampler", None), "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
+                return
+
+    def __len__(self) -> int:
+        """Batches per epoch; raises TypeError when the source has no length and no ``steps`` was set."""
+        if self.steps is not None:
+            return self.steps
+        return len(self.source)  # type: ignore[arg-type]
+
+    def skip_next_epoch(self, batches: int) -> bool:
+        """Asks the source to leave out the next epoch's first ``batches`` batches without loading them.
+
+        Returns:
+            Whether the source could (a loader built by ``fit_dataset``); otherwise the caller reads
+            and drops the batches.
+        """
+        sampler = getattr(self.source, "batch_sampler", None)
+        if self.steps is None and isinstance(sampler, SkippableBatchSampler):
+            sampler.skip_next_epoch(batches)
+            return True
+        return False
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.steps is None:
+            yield from self.source
+            return
+        # A generator object keeps its place across epochs; a DataLoader restarts each pass.
+        iterator = self._iterator if self._iterator is not None else iter(self.source)
+        produced = 0
+        restarted_empty = False
+        while produced < self.steps:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                if restarted_empty:
+                    break  # the source is empty or exhausted for good
+                iterator = iter(self.source)
+                restarted_empty = True
+                continue
+            restarted_empty = False
+            produced += 1
+            yield batch
+        self._iterator = iterator
+
+
+def is_sharded(source: Any) -> bool:
+    """Whether ``source`` gives this rank only its part of the data (under torchrun).
+
+    >>> is_sharded(TensorBatches(torch.zeros(4), batch_size=2, shuffle=False))
+    False
+    """
+    if distributed.world_size() == 1:
+        return False
+    if isinstance(source, TensorBatches):
+        return True
+    if isinstance(source, IterableBatches):
+        return source.steps is None and is_sharded(source.source)
+    sampler = getattr(getattr(source, "batch_sampler", None), "sampler", None)
+    return isinstance(sampler, ShardedSampler)
+
+
+def source_length(source: Iterable[Any]) -> int | None:
+    """The number of batches of a source, or None when it cannot be known in advance."""
+    if isinstance(source, Sized):
+        try:
+            return len(source)
+        except TypeError:
+            return None
+    return None

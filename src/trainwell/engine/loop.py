@@ -1,0 +1,425 @@
+"""The epoch loop: train, validate, test and predict phases over any batch source.
+
+Each phase is a short loop that asks the :class:`~trainwell.engine.steps.Steps` to process a batch, adds the
+result to a :class:`~trainwell.engine.tracking.MetricTracker`, and calls the callbacks that listen. Nothing
+here reads a device value: the tracker and lazy batch logs decide when the host sees one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from trainwell.callbacks.base import CallbackList
+from trainwell.data.batches import split_batch
+from trainwell.engine.rng import capture_rng, restore_rng
+from trainwell.engine.step_context import StepContext
+from trainwell.engine.step_outputs import StepOutputs
+from trainwell.engine.steps import Steps
+from trainwell.engine.tracking import BatchLogs, MetricTracker
+from trainwell.metrics.base import BatchMetric, EpochMetric
+from trainwell.optimizers import learning_rates
+
+__all__ = ["Loop", "LoopState", "ResumePoint"]
+
+
+@dataclass
+class LoopState:
+    """Where the loop is, readable by callbacks as ``model.state``.
+
+    Attributes:
+        phase: 'train', 'valid', 'test', 'predict', or None between runs.
+        epoch: the current epoch number (from 1).
+        batch: the current batch number in the phase (from 1).
+        global_step: training batches processed since the model was created.
+        optimizer_steps: optimizer updates applied since the model was created (fewer than
+            ``global_step`` with ``batches_per_step > 1``): what per-step LR schedules count.
+        tracker: the running values of the current phase (read with ``tracker.running_logs()``).
+    """
+
+    phase: str | None = None
+    epoch: int = 0
+    batch: int = 0
+    global_step: int = 0
+    optimizer_steps: int = 0
+    tracker: MetricTracker | None = field(default=None, repr=False)
+    # The random generators' states when the current training epoch began, before its data source was
+    # iterated: a mid-epoch resume replays the source's shuffle from them.
+    epoch_rng: dict[str, Any] | None = field(default=None, repr=False)
+    # True from the end of an epoch (its logs complete) until the next one begins.
+    epoch_done: bool = False
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loop position, for checkpoints."""
+        return {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "global_step": self.global_step,
+            "optimizer_steps": self.optimizer_steps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`."""
+        self.epoch, self.batch, self.global_step = state["epoch"], state["batch"], state["global_step"]
+        self.optimizer_steps = state.get("optimizer_steps", 0)
+
+
+@dataclass
+class ResumePoint:
+    """Where an interrupted training epoch continues.
+
+    Attributes:
+        epoch: the epoch to continue.
+        batch: how many of its training batches were done (0: the epoch starts over).
+        tracker: the epoch's running sums and epoch-metric state after those batches.
+        epoch_rng: the random generators' states when the epoch began.
+    """
+
+    epoch: int
+    batch: int
+    tracker: dict[str, Any] | None = None
+    epoch_rng: dict[str, Any] | None = None
+
+
+class Loop:
+    """Runs phases for one :class:`Steps`, with one set of metrics.
+
+    Args:
+        steps: the per-batch steps.
+        batch_metrics: averaged over batches, weighted by batch size.
+        epoch_metrics: accumulated over the phase.
+        owner: the object whose ``stop_training`` attribute callbacks set to stop (the Model).
+    """
+
+    def __init__(
+        self,
+        steps: Steps,
+        batch_metrics: list[BatchMetric],
+        epoch_metrics: list[EpochMetric],
+        owner: Any,
+    ) -> None:
+        self.steps = steps
+        self.batch_metrics = batch_metrics
+        self.epoch_metrics = epoch_metrics
+        self.owner = owner
+        self.state = LoopState()
+        # Set by Model.restore_training_state; consumed by the next fit, whose first epoch must match.
+        self.pending_resume: ResumePoint | None = None
+        # fitloop's stage functions by name ('train_epoch_start', 'valid_epoch_end'...): see step_context.
+        self.epoch_functions: dict[str, Callable[..., Any]] = {}
+
+    def _epoch_start(self, phase: str, tracker: MetricTracker) -> None:
+        """Calls the phase's epoch-start function, and asks the tracker to keep outputs for its epoch end."""
+        tracker.collect = f"{phase}_epoch_end" in self.epoch_functions
+        start = self.epoch_functions.get(f"{phase}_epoch_start")
+        if start is not None:
+            start(self._context(phase))
+
+    def _epoch_end(self, phase: str, tracker: MetricTracker, logs: dict[str, Any]) -> dict[str, Any]:
+        """Adds what the phase's epoch-end function computes from its steps' outputs to the logs."""
+        end = self.epoch_functions.get(f"{phase}_epoch_end")
+        if end is None:
+            return logs
+        extra = end(self._context(phase), StepOutputs(tracker.outputs, tracker.output_sizes))
+        tracker.outputs, tracker.output_sizes = [], []
+        if extra is None:
+            return logs
+        if not isinstance(extra, Mapping):
+            raise TypeError(
+                f"`{phase}_epoch_end` must return a dict of values to log, or None. Received a {type(extra).__name__}."
+            )
+        return {**logs, **{key: _to_number(value) for key, value in extra.items()}}
+
+    def _context(self, phase: str) -> StepContext:
+        context = self.steps.context
+        context.phase, context.epoch, context.global_step = phase, self.state.epoch, self.state.global_step
+        context.batch_number = self.state.batch
+        return context
+
+    def new_tracker(self, with_loss: bool = True, source: Any = None) -> MetricTracker:
+        """A fresh tracker for a phase, made visible to callbacks as ``state.tracker``.
+
+        When the phase's source holds its targets in memory (``fit(x, y)``, ``evaluate(x, y)``), they are
+        all checked once at the first batch, and class labels that are all >= 0 let counts metrics track
+        hits alone (nothing can equal a negative ignored label).
+        """
+        targets = getattr(source, "targets", None)
+        self.steps.all_targets = targets
+        tracker = MetricTracker(self.batch_metrics, self.epoch_metrics, with_loss=with_loss)
+        tracker.reset(targets_valid=_all_class_labels(targets))
+        self.state.tracker = tracker
+        return tracker
+
+    def fit(
+        self,
+        train: Iterable[Any],
+        valid: Iterable[Any] | None,
+        *,
+        epochs: int,
+        initial_epoch: int,
+        batches_per_step: int,
+        callbacks: CallbackList,
+    ) -> list[dict[str, Any]]:
+        """Trains from ``initial_epoch`` to ``epochs`` (inclusive); returns one log dict per epoch."""
+        history: list[dict[str, Any]] = []
+        resume, self.pending_resume = self.pending_resume, None
+        if resume is not None and resume.epoch != initial_epoch:
+            raise RuntimeError(
+                f"The restored training state continues epoch {resume.epoch}, but fit starts at epoch "
+                f"{initial_epoch}. Pass initial_epoch={resume.epoch}."
+            )
+        self.owner.stop_training = False
+        callbacks.on_train_begin({})
+        try:
+            self._epochs(train, valid, epochs, initial_epoch, batches_per_step, callbacks, resume, history)
+        except BaseException as error:
+            # on_train_end is for runs that end well: callbacks learn why this one stops (a logger marks
+            # its run failed, a notifier reports it) before the error propagates.
+            self.state.phase = None
+            callbacks.on_exception(error)
+            raise
+        self.state.phase = None
+        callbacks.on_train_end({})
+        return history
+
+    def _epochs(
+        self,
+        train: Iterable[Any],
+        valid: Iterable[Any] | None,
+        epochs: int,
+        initial_epoch: int,
+        batches_per_step: int,
+        callbacks: CallbackList,
+        resume: ResumePoint | None,
+        history: list[dict[str, Any]],
+    ) -> None:
+        for epoch in range(initial_epoch, epochs + 1):
+            self.state.epoch = epoch
+            self.state.epoch_done = False
+            if hasattr(train, "set_epoch"):
+                train.set_epoch(epoch)  # a user's DistributedSampler shuffles by epoch
+            callbacks.on_epoch_begin(epoch, {})
+            started = time.perf_counter()
+            logs = self.train_epoch(train, batches_per_step, callbacks, resume if epoch == initial_epoch else None)
+            # Read after the training batches and before on_epoch_end steps any epoch scheduler: the
+            # rate the epoch ended with (for an epoch schedule, the one it used throughout).
+            rates = learning_rates(self.steps.optimizer)
+            if valid is not None:
+                callbacks.on_valid_begin({})
+                valid_logs = self.evaluate_phase(valid, "valid", callbacks)
+                callbacks.on_valid_end(valid_logs)
+                logs.update({f"val_{key}": value for key, value in valid_logs.items()})
+            epoch_logs = {"epoch": epoch, "time": time.perf_counter() - started, **rates, **logs}
+            self.state.epoch_done = True
+            callbacks.on_epoch_end(epoch, epoch_logs)
+            history.append(epoch_logs)
+            if self.owner.stop_training:
+                break
+
+    def train_epoch(
+        self,
+        source: Iterable[Any],
+        batches_per_step: int,
+        callbacks: CallbackList,
+        resume: ResumePoint | None = None,
+    ) -> dict[str, Any]:
+        """One pass of training batches (or the rest of one, after ``resume``); returns the epoch's logs."""
+        steps, state = self.steps, self.state
+        custom = steps.train_function
+        tracker = self.new_tracker(with_loss=custom is None, source=source)
+        state.phase = "train"
+        self._epoch_start("train", tracker)
+        done = 0
+        if resume is not None and resume.batch > 0:
+            done = resume.batch
+            if resume.tracker is not None:
+                tracker.load_state_dict(resume.tracker)
+            state.epoch_rng = resume.epoch_rng
+            batches: Iterable[Any] = _continue(source, done, resume.epoch_rng)
+        else:
+            state.epoch_rng = capture_rng()
+            batches = source
+        begin = callbacks.listeners["on_train_batch_begin"]
+        backward_end = callbacks.listeners["on_backward_end"]
+        end = callbacks.listeners["on_train_batch_end"]
+        accumulate = batches_per_step > 1
+        steps.network.train(True)
+        steps.check_next_targets = True
+        batch_number = done
+        pending = False  # gradients accumulated but not yet applied
+        timer = steps.timer  # the profiler's (trainwell.callbacks.profiler), usually None
+        with torch.enable_grad():
+            for batch_number, batch in enumerate(batches, done + 1):
+                if timer is not None:
+                    timer("data")
+                state.batch = batch_number
+                for method in begin:
+                    method(batch_number, {"batch": batch_number})
+                started = time.perf_counter()
+                if custom is None:
+                    result = steps.forward_backward(batch, accumulate=accumulate)
+                    for method in backward_end:
+                        method(batch_number)
+                    pending = batch_number % batches_per_step != 0
+                    if not pending:
+                        steps.optimizer_step()
+                else:
+                    # The user's step does its own backward and optimizer steps: one update per batch.
+                    self._context("train")
+                    result = steps.run_custom(custom, batch)
+                    for method in backward_end:
+                        method(batch_number)
+                if not pending:
+                    state.optimizer_steps += 1
+                values = tracker.update(result.loss, result.y_pred, result.y_true, result.size, result.values)
+                if tracker.collect:
+                    tracker.outputs.append(result.kept())
+                    tracker.output_sizes.append(result.size)
+                state.global_step += 1
+                if timer is not None:
+                    timer("metrics")
+                if end:
+                    _call_batch_end(end, batch_number, result.size, started, tracker, values)
+                if timer is not None:
+                    timer("callbacks")
+                if self.owner.stop_training:
+                    break
+            if pending:
+                steps.optimizer_step()  # the epoch's last, incomplete accumulation still counts
+                state.optimizer_steps += 1
+        if batch_number == 0:
+            raise ValueError("The training data produced no batch: check that it is not empty.")
+        logs = {**tracker.compute(), **steps.precision.epoch_logs()}
+        return self._epoch_end("train", tracker, logs)
+
+    def evaluate_phase(
+        self,
+        source: Iterable[Any],
+        phase: str,
+        callbacks: CallbackList,
+        collect: list[tuple[Any, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Evaluates every batch of ``source`` without gradients; returns the averaged logs.
+
+        Args:
+            source: ``(x, y)`` batches.
+            phase: 'valid' or 'test' (selects the callback hooks).
+            callbacks: the callbacks to call.
+            collect: when given, ``(y_pred, y_true)`` of every batch is appended to it.
+        """
+        steps, state = self.steps, self.state
+        custom = steps.evaluate_function
+        tracker = self.new_tracker(with_loss=custom is None, source=source)
+        state.phase = phase
+        self._epoch_start(phase, tracker)
+        begin = callbacks.listeners[f"on_{phase}_batch_begin"]
+        end = callbacks.listeners[f"on_{phase}_batch_end"]
+        steps.network.eval()
+        steps.check_next_targets = True
+        batch_number = 0
+        with torch.no_grad():
+            for batch_number, batch in enumerate(source, 1):
+                state.batch = batch_number
+                for method in begin:
+                    method(batch_number, {"batch": batch_number})
+                started = time.perf_counter()
+                if custom is None:
+                    result = steps.evaluate(batch)
+                else:
+                    self._context(phase)
+                    result = steps.run_custom(custom, batch)
+                values = tracker.update(result.loss, result.y_pred, result.y_true, result.size, result.values)
+                if tracker.collect:
+                    tracker.outputs.append(result.kept())
+                    tracker.output_sizes.append(result.size)
+                if collect is not None:
+                    collect.append((result.y_pred, result.y_true))
+                if end:
+                    _call_batch_end(end, batch_number, result.size, started, tracker, values)
+        if batch_number == 0:
+            raise ValueError(f"The {phase} data produced no batch: check that it is not empty.")
+        return self._epoch_end(phase, tracker, tracker.compute())
+
+    def predict_phase(
+        self, source: Iterable[Any], callbacks: CallbackList, has_ground_truth: bool
+    ) -> tuple[list[Any], list[Any]]:
+        """The network's outputs on every batch (and the targets when batches are ``(x, y)`` pairs)."""
+        steps, state = self.steps, self.state
+        state.phase = "predict"
+        state.tracker = None
+        begin = callbacks.listeners["on_predict_batch_begin"]
+        end = callbacks.listeners["on_predict_batch_end"]
+        predictions: list[Any] = []
+        truths: list[Any] = []
+        steps.network.eval()
+        with torch.no_grad():
+            for batch_number, batch in enumerate(source, 1):
+                state.batch = batch_number
+                for method in begin:
+                    method(batch_number, {"batch": batch_number})
+                started = time.perf_counter()
+                if has_ground_truth:
+                    x, y = split_batch(batch)
+                    truths.append(y)
+                else:
+                    x = batch
+                predictions.append(steps.predict(x))
+                for method in end:
+                    method(batch_number, {"batch": batch_number, "time": time.perf_counter() - started})
+        return predictions, truths
+
+
+def _to_number(value: Any) -> Any:
+    """An epoch-end value as a plain number when it is a scalar (one host read per value per epoch)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return value
+
+
+def _all_class_labels(targets: Any) -> bool:
+    """Whether in-memory targets are integer labels that are all >= 0 (one reduction per phase)."""
+    if not isinstance(targets, torch.Tensor) or targets.is_floating_point() or targets.numel() == 0:
+        return False
+    return bool(targets.min() >= 0)
+
+
+def _continue(source: Iterable[Any], done: int, epoch_rng: dict[str, Any] | None) -> Iterator[Any]:
+    """The batches of an epoch after the first ``done``, drawn as the uninterrupted epoch drew them.
+
+    The source is iterated from the generators' states of the epoch's start (so a shuffle, a
+    DataLoader's sampler and worker seeds repeat exactly), the done batches are skipped (cheaply when
+    the source supports ``skip_next_epoch``, else by reading them), and the generators are then put back
+    in the state the checkpoint left them in, for the rest of the epoch's random draws.
+    """
+    now = capture_rng()
+    if epoch_rng is not None:
+        restore_rng(epoch_rng)
+    skip = getattr(source, "skip_next_epoch", None)
+    skipped = skip is not None and skip(done) is not False
+    iterator = iter(source)
+    if not skipped:
+        for _ in range(done):
+            next(iterator, None)
+    first = next(iterator, _END)
+    restore_rng(now)
+    if first is _END:
+        return
+    yield first
+    yield from iterator
+
+
+_END = object()
+
+
+def _call_batch_end(
+    listeners: list[Any], batch_number: int, size: int, started: float, tracker: MetricTracker, values: list[Any]
+) -> None:
+    # Lazy logs: the batch's tensors reach the host only if a listener reads them.
+    base = {"batch": batch_number, "size": size, "time": time.perf_counter() - started}
+    logs = BatchLogs(base, tracker, values)
+    for method in listeners:
+        method(batch_number, logs)

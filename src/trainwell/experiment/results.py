@@ -1,0 +1,162 @@
+"""Reading an experiment's directory back: checkpoints to load, statistics, the best epoch."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainwell.callbacks.monitor import infer_mode
+from trainwell.experiment.checkpoints import load_weights_from
+from trainwell.storage.checkpoints import CheckpointInfo, list_checkpoints
+
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = ["ExperimentResults"]
+
+_EPOCH_NAME = re.compile(r"epoch_(\d+)")
+
+
+class ExperimentResults:
+    """``load_checkpoint``, ``get_stats``, ``get_best_epoch_stats``... (mixed into ``ModelBundle``)."""
+
+    directory: Path
+    model: Any
+    monitoring: bool
+    monitor_metric: str
+    monitor_mode: str
+
+    @property
+    def checkpoints_directory(self) -> Path:
+        """Where the checkpoints are."""
+        return self.directory / "checkpoints"
+
+    @property
+    def log_path(self) -> Path:
+        """``log.tsv``: one row per epoch."""
+        return self.directory / "log.tsv"
+
+    def _epoch_checkpoints(self) -> dict[int, CheckpointInfo]:
+        found = {}
+        for info in list_checkpoints(self.checkpoints_directory, include_unfinished=True):
+            if info.meta.get("epoch_complete") and "epoch" in info.meta:
+                found[int(info.meta["epoch"])] = info
+            elif not info.meta and (match := _EPOCH_NAME.fullmatch(info.path.name)):
+                # A damaged manifest: still listed under its epoch, so that loading it reports the damage
+                # instead of silently using another checkpoint.
+                found[int(match.group(1))] = info
+        return found
+
+    def _best_epoch(self) -> int | None:
+        # Every new best was flagged when written, so the latest flagged epoch is the best one.
+        flagged = [epoch for epoch, info in self._epoch_checkpoints().items() if info.meta.get("was_best")]
+        return max(flagged) if flagged else None
+
+    def load_checkpoint(
+        self, checkpoint: int | str | os.PathLike[str], *, verbose: bool = False, strict: bool = True
+    ) -> int | None:
+        """Loads the weights of a checkpoint into the model; returns its epoch (None for a plain file).
+
+        Args:
+            checkpoint: ``'best'`` (by the monitored metric), ``'last'``, an epoch number, a checkpoint
+                directory, or a weights file (safetensors, or a torch file read with ``weights_only=True``).
+            verbose: print which checkpoint was loaded.
+            strict: as for ``nn.Module.load_state_dict``.
+
+        Raises:
+            CorruptCheckpointError: the checkpoint's files do not match its manifest.
+        """
+        saved = self._epoch_checkpoints()
+        if checkpoint == "best" and not self.monitoring:
+            checkpoint = "last"
+        if checkpoint == "best":
+            epoch = self._best_epoch()
+            if epoch is None:
+                raise ValueError(
+                    f"{self.directory} has no best checkpoint yet: train first, or pass checkpoint='last'."
+                )
+            path = saved[epoch].path
+        elif checkpoint == "last":
+            if not saved:
+                raise ValueError(f"{self.directory} has no checkpoint yet: train first.")
+            path = saved[max(saved)].path
+        elif isinstance(checkpoint, int) and not isinstance(checkpoint, bool):
+            if checkpoint not in saved:
+                raise ValueError(
+                    f"No checkpoint of epoch {checkpoint} in {self.directory}. Saved epochs: {sorted(saved)}; "
+                    "train with save_every_epoch=True to keep every epoch."
+                )
+            path = saved[checkpoint].path
+        elif isinstance(checkpoint, (str, os.PathLike)):
+            path = Path(checkpoint)
+            if not path.is_dir():
+                self.model.load_weights(path, strict=strict)
+                if verbose:
+                    print(f"Loaded the weights file {path}.")
+                return None
+        else:
+            raise TypeError(
+                f"`checkpoint` must be 'best', 'last', an epoch number or a path. Received: checkpoint={checkpoint!r}."
+            )
+        meta, weights = load_weights_from(path)
+        self.model.set_weights(weights, strict=strict)
+        if verbose:
+            print(f"Loaded the checkpoint of epoch {meta.get('epoch')} ({path.name}).")
+        return int(meta["epoch"]) if meta.get("epoch") is not None else None
+
+    def get_stats(self) -> pandas.DataFrame:
+        """``log.tsv`` as a pandas DataFrame (one row per epoch)."""
+        import pandas as pd
+
+        if not self.log_path.is_file():
+            raise ValueError(f"{self.directory} has no log.tsv yet: train first.")
+        return pd.read_csv(self.log_path, sep="\t")
+
+    def _monitored_column(self, stats: pandas.DataFrame) -> str:
+        if self.monitor_metric in stats.columns:
+            return self.monitor_metric
+        fallback = self.monitor_metric.removeprefix("val_")
+        if fallback in stats.columns:
+            return fallback
+        raise ValueError(
+            f"The monitored metric {self.monitor_metric!r} is not in log.tsv. Logged: {list(stats.columns)}."
+        )
+
+    def get_best_epoch_stats(self) -> pandas.DataFrame:
+        """The ``log.tsv`` row of the best epoch by the monitored metric, as a one-row DataFrame."""
+        if not self.monitoring:
+            raise RuntimeError("This experiment has monitoring=False: there is no best epoch.")
+        stats = self.get_stats()
+        column = self._monitored_column(stats)
+        mode = infer_mode(column, getattr(self, "model", None)) if self.monitor_mode == "auto" else self.monitor_mode
+        index = stats[column].idxmax() if mode == "max" else stats[column].idxmin()
+        return stats.loc[[index]]
+
+    def get_saved_epochs(self) -> pandas.DataFrame:
+        """The ``log.tsv`` rows of the epochs that have a checkpoint."""
+        stats = self.get_stats()
+        return stats[stats["epoch"].isin(sorted(self._epoch_checkpoints()))]
+
+    def is_better_than(self, other: ExperimentResults) -> bool:
+        """Whether this run's best epoch beats ``other``'s by the (shared) monitored metric."""
+        if not isinstance(other, ExperimentResults):
+            raise TypeError(f"`other` must be an Experiment. Received: other of type {type(other).__name__}.")
+        # Two objects bound to one directory are one run: comparing it with itself answers nothing.
+        if other is self or Path(other.directory).resolve() == Path(self.directory).resolve():
+            raise ValueError(
+                f"is_better_than compares two runs: pass the experiment of another directory, not {self.directory}."
+            )
+        mine, theirs = self.get_best_epoch_stats(), other.get_best_epoch_stats()
+        column, other_column = self._monitored_column(mine), other._monitored_column(theirs)
+        mode = infer_mode(column, getattr(self, "model", None)) if self.monitor_mode == "auto" else self.monitor_mode
+        other_auto = infer_mode(other_column, getattr(other, "model", None))
+        other_mode = other_auto if other.monitor_mode == "auto" else other.monitor_mode
+        if (column, mode) != (other_column, other_mode):
+            raise ValueError(
+                f"The runs monitor different things ({column!r}/{mode} here, {other_column!r}/{other_mode} there): "
+                "they cannot be compared."
+            )
+        value, other_value = float(mine[column].iloc[0]), float(theirs[other_column].iloc[0])
+        return value > other_value if mode == "max" else value < other_value
