@@ -1,27 +1,34 @@
-# The two set-up commands of the README: `make demo` and `make test`. Both work on a fresh machine.
+# The two set-up commands of the README: `make demo` and `make test`. Both work on a fresh machine,
+# including one whose python3 refuses system-wide installs (PEP 668): everything goes into a
+# project-local virtual environment, .venv/ (VENV=path to use another one).
 PYTHON ?= python3
-PIP := $(PYTHON) -m pip install --quiet --disable-pip-version-check --constraint constraints.txt
+VENV ?= .venv
+VENV_PYTHON := $(VENV)/bin/python
+PIP := $(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check --constraint constraints.txt
 
 .PHONY: demo test install-demo install-dev lint bench
 
-install-demo:
+$(VENV_PYTHON):
+	$(PYTHON) -m venv $(VENV)
+
+install-demo: $(VENV_PYTHON)
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[demo]'
 
-install-dev:
+install-dev: $(VENV_PYTHON)
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[dev]'
 
 demo: install-demo
-	$(PYTHON) examples/digits.py
+	$(VENV_PYTHON) examples/digits.py
 
 test: install-dev
-	$(PYTHON) -m pytest -q
+	$(VENV_PYTHON) -m pytest -q
 
 lint: install-dev
-	$(PYTHON) -m ruff check src tests benchmarks examples
-	$(PYTHON) -m ruff format --check src tests benchmarks examples
-	$(PYTHON) -m mypy
+	$(VENV_PYTHON) -m ruff check src tests benchmarks examples
+	$(VENV_PYTHON) -m ruff format --check src tests benchmarks examples
+	$(VENV_PYTHON) -m mypy
 
 bench: install-dev
-	$(PYTHON) -m benchmarks.run
+	$(VENV_PYTHON) -m benchmarks.run

@@ -72,6 +72,12 @@ def _network_with(weights: Mapping[str, torch.Tensor]) -> nn.Module:
     return network
 
 
+def _assert_same_outputs(actual: Any, expected: np.ndarray) -> None:
+    """Outputs computed in batches of other sizes: float32 sums in another order differ by a few ulps of the
+    largest value (1.6e-6 relative was seen on an output near zero), so the bound scales with the outputs."""
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * float(np.abs(expected).max()))
+
+
 def _reference_evaluation(weights: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     """What a plain Model (no experiment) computes with these weights."""
     model = Model(_network_with(weights), None, "cross_entropy", batch_metrics=["accuracy"], epoch_metrics=["f1"])
@@ -339,12 +345,12 @@ def test_infer_from_a_checkpoint(trained: tuple[Path, Experiment]) -> None:
     with torch.no_grad():
         expected = _network_with(_weights(directory, "epoch_0001"))(x).numpy()
         last = _network_with(_weights(directory, "epoch_0003"))(x).numpy()
-    np.testing.assert_allclose(experiment.infer_data(x, checkpoint=1, verbose=False), expected, rtol=1e-6)
+    _assert_same_outputs(experiment.infer_data(x, checkpoint=1, verbose=False), expected)
     loader = DataLoader(TensorDataset(x, y), batch_size=8)
     predictions = experiment.infer(loader, checkpoint=1, has_ground_truth=True, verbose=False)
-    np.testing.assert_allclose(predictions, expected, rtol=1e-6)
+    _assert_same_outputs(predictions, expected)
     from_dataset = experiment.infer_dataset(TensorDataset(x, y), checkpoint="last", has_ground_truth=True)
-    np.testing.assert_allclose(from_dataset, last, rtol=1e-6)
+    _assert_same_outputs(from_dataset, last)
     assert not np.allclose(expected, last)  # the checkpoints really differ
 
 
@@ -562,7 +568,7 @@ def test_logging_false_writes_nothing(tmp_path: Path) -> None:
     assert logs["test_loss"] == pytest.approx(_reference_evaluation(weights, x, y)["test_loss"], rel=1e-9)
     with torch.no_grad():
         expected = _network_with(weights)(x).numpy()
-    np.testing.assert_allclose(experiment.infer_data(x, verbose=False), expected, rtol=1e-6)
+    _assert_same_outputs(experiment.infer_data(x, verbose=False), expected)
     assert not directory.exists()
     assert list(tmp_path.iterdir()) == []
 

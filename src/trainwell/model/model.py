@@ -63,7 +63,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         evaluate_step: the same for validation and test batches (run without gradients).
         epoch_functions: fitloop's stage functions by name: ``'train_epoch_start'``, ``'train_epoch_end'``,
             ``'valid_epoch_start'``... An epoch start gets the context; an epoch end gets the context and the
-            phase's :class:`~trainwell.engine.step_context.StepOutputs`, and returns values to add to the logs.
+            phase's :class:`~trainwell.engine.step_outputs.StepOutputs`, and returns values to add to the logs.
             Methods of those names on a subclass work too.
         sanity_check: before the first epoch of each ``fit``, run this many validation and training batches
             (True: 2, False: none) so that a broken evaluation path fails in seconds; the model is then put
