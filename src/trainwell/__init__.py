@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trainwell import callbacks as _callbacks
+from trainwell import metrics as _metrics
+from trainwell import utils as _utils
 from trainwell.engine.step_context import StepContext
 from trainwell.engine.step_outputs import StepOutputs
 from trainwell.metrics import F1, MAE, MSE, R2, RMSE, BatchMetric, EpochMetric, FBeta, Precision, Recall, SKLearnMetrics
@@ -105,100 +107,26 @@ _LAZY = {
     # Every callback: trainwell.callbacks is loaded anyway (Model needs its base), and resolves its own
     # names lazily, one module each.
     **{name: "trainwell.callbacks" for name in _callbacks.__all__},
+    # Metric and utils names not imported above (both packages are loaded already).
+    **{name: "trainwell.metrics" for name in _metrics.__all__},
+    **{name: "trainwell.utils" for name in _utils.__all__},
 }
 
-__all__ = [
-    "F1",
-    "MAE",
-    "MSE",
-    "R2",
-    "RMSE",
-    "AtomicCSVLogger",
-    "BatchMetric",
-    "BestModelRestore",
-    "CSVGradientNormLogger",
-    "CSVLogger",
-    "Callback",
-    "CallbackList",
-    "ChainedScheduler",
-    "ClipNorm",
-    "ClipValue",
-    "ConstantLR",
-    "ContinuePrompt",
-    "CorruptCheckpointError",
-    "CosineAnnealingLR",
-    "CosineAnnealingWarmRestarts",
-    "CyclicLR",
-    "DelayCallback",
-    "EarlyStopping",
-    "EpochMetric",
-    "EpochProgressionCallback",
-    "Experiment",
-    "ExponentialLR",
-    "FBeta",
-    "GradientNormLogger",
-    "GradientTracker",
-    "Hyperparameter",
-    "LRFinderResult",
-    "LRScheduler",
-    "LRSchedulerCheckpoint",
-    "Lambda",
-    "LambdaCallback",
-    "LambdaLR",
-    "LinearLR",
-    "LoggingNotificator",
-    "MLFlowLogger",
-    "MemoryGradientNormLogger",
-    "Model",
-    "ModelBundle",
-    "ModelCheckpoint",
-    "MultiStepLR",
-    "MultiplicativeLR",
-    "NotificationCallback",
-    "Notificator",
-    "OneCycleLR",
-    "OptimizerCheckpoint",
-    "OptimizerGroup",
-    "OptimizerPolicy",
-    "PeriodicSaveCallback",
-    "PeriodicSaveLambda",
-    "Phase",
-    "PolynomialLR",
-    "Precision",
-    "ProgressionCallback",
-    "RandomStatesCheckpoint",
-    "Recall",
-    "ReduceLROnPlateau",
-    "SKLearnMetrics",
-    "SequentialLR",
-    "StateCheckpoint",
-    "StepContext",
-    "StepLR",
-    "StepOutputs",
-    "StepProfiler",
-    "Summary",
-    "TensorBoardGradientNormLogger",
-    "TensorBoardGradientTracker",
-    "TensorBoardLogger",
-    "TerminateOnNaN",
-    "WebhookNotificator",
-    "__version__",
-    "cosinespace",
-    "find_lr",
-    "history_frame",
-    "linspace",
-    "materialize",
-    "numpy_to_torch",
-    "one_cycle_phases",
-    "plot_history",
-    "plot_metric",
-    "set_seeds",
-    "sgdr_phases",
-    "summary",
-    "torch_apply",
-    "torch_to",
-    "torch_to_numpy",
-]
+# The public API: the names above, plus every name of the callbacks', metrics' and utils' own __all__ (a
+# name added there is public here too, without a second list to keep in step).
+__all__ = sorted(
+    {
+        "Lambda",
+        "Model",
+        "OptimizerGroup",
+        "StepContext",
+        "StepOutputs",
+        "__version__",
+        *_LAZY,
+        *_metrics.__all__,
+        *_utils.__all__,
+    }
+)
 
 
 __getattr__, __dir__ = lazy_names(globals(), _LAZY, __all__)
