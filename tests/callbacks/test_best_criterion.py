@@ -119,7 +119,9 @@ def test_an_unknown_direction_warns_before_training_and_says_how_to_choose(tmp_p
     with pytest.warns(
         UserWarning, match=r"BestModelRestore cannot tell.*'val_wiggle'.*mode='max' or mode='min'"
     ) as seen:
-        model.fit(*_data(), validation_data=_data(1), epochs=1, verbose=False, callbacks=[restore, Marker(tmp_path / "x")])
+        model.fit(
+            *_data(), validation_data=_data(1), epochs=1, verbose=False, callbacks=[restore, Marker(tmp_path / "x")]
+        )
     assert len(seen) == 1 and restore.monitor.mode == "min"  # Poutyne's default, warned once
     # An explicit mode is always obeyed, silently.
     explicit = BestModelRestore(monitor="val_wiggle", mode="max")

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from tests.learning_rates import LearningRates
 from trainwell import Callback, Model
 from trainwell.callbacks.checkpoint import (
     LRSchedulerCheckpoint,
@@ -272,8 +273,10 @@ def test_lr_scheduler_checkpoint_drives_a_scheduler_callback_and_saves_its_state
     checkpoint = LRSchedulerCheckpoint(scheduler, tmp_path / "lr_{epoch}.safetensors")
     assert "on_train_batch_end" not in checkpoint.listened_hooks()
     model = _model()
-    history = _fit(model, [checkpoint], epochs=2)
-    assert [logs["lr"] for logs in history] == [0.01, 0.005]  # stepped once per epoch, not twice
+    rates = LearningRates()
+    _fit(model, [checkpoint, rates], epochs=2)
+    assert rates.values() == [0.01, 0.005]  # stepped once per epoch, not twice
+    assert model.optimizer.param_groups[0]["lr"] == 0.0025  # and after the last epoch
     assert load_state(tmp_path / "lr_1.safetensors")["last_epoch"] == 1
     assert load_state(tmp_path / "lr_2.safetensors") == scheduler.scheduler.state_dict()
     assert checkpoint.state_dict()["scheduler"]["last_epoch"] == 2
@@ -384,7 +387,7 @@ def test_arguments_are_validated():
 
 
 def test_unknown_filename_keys_and_monitors_list_the_available_keys(tmp_path):
-    with pytest.raises(ValueError, match=r"uses \{val_acc\}.*Available keys: \['epoch', 'loss', 'lr'"):
+    with pytest.raises(ValueError, match=r"uses \{val_acc\}.*Available keys: \['epoch', 'loss', 'scripted', 'time'"):
         _fit(_model(), [ModelCheckpoint(tmp_path / "w_{val_acc:.2f}.safetensors")], epochs=1)
     with pytest.raises(ValueError, match=r"cannot be filled.*\{epoch:02d\}"):
         _fit(_model(), [ModelCheckpoint(tmp_path / "w_{val_loss:02d}.safetensors")], epochs=1)

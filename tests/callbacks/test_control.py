@@ -84,7 +84,9 @@ def test_early_stopping_state_resumes_the_counter():
 
 def test_early_stopping_names_a_missing_monitor():
     x, y = _data()
-    with pytest.raises(ValueError, match=r"EarlyStopping monitors 'val_acc'.*Available keys: \['acc', 'loss', 'lr'"):
+    with pytest.raises(
+        ValueError, match=r"EarlyStopping monitors 'val_acc'.*Available keys: \['acc', 'loss', 'time'\]"
+    ):
         _model().fit(x, y, epochs=2, verbose=False, callbacks=[EarlyStopping(monitor="val_acc")])
     with pytest.raises(ValueError, match=r"`patience` must be an int >= 0. Received: patience=-1"):
         EarlyStopping(patience=-1)

@@ -5,8 +5,10 @@ import pytest
 import torch
 from torch import nn
 
+from tests.learning_rates import LearningRates
 from trainwell import Callback, Model
 from trainwell.callbacks.csv_logger import AtomicCSVLogger, CSVLogger
+from trainwell.callbacks.lr_scheduler import StepLR
 from trainwell.storage.files import decode_state, encode_state
 
 LOGGERS = [CSVLogger, AtomicCSVLogger]
@@ -47,6 +49,7 @@ def _assert_rows_match(rows, history):
 def test_rows_header_and_values_match_the_history(tmp_path, logger_class, separator):
     x, y = _data()
     path = tmp_path / "log.csv"
+    rates = LearningRates()
     history = _model().fit(
         x,
         y,
@@ -54,12 +57,40 @@ def test_rows_header_and_values_match_the_history(tmp_path, logger_class, separa
         batch_size=4,
         epochs=2,
         verbose=False,
-        callbacks=[logger_class(path, separator=separator)],
+        callbacks=[logger_class(path, separator=separator), rates],
     )
+    # The history carries no lr (Poutyne's contract); the logger writes the epoch's rate after epoch and time.
+    assert "lr" not in history[0]
     header, *rows = _read(path, separator)
-    assert header == list(history[0])  # log order: epoch, time, lr, loss, acc, fscore_macro, val_...
-    assert header[:3] == ["epoch", "time", "lr"] and "val_fscore_macro" in header
-    _assert_rows_match([dict(zip(header, row)) for row in rows], history)
+    assert header == ["epoch", "time", "lr", *list(history[0])[2:]]  # epoch, time, lr, loss, acc, ..., val_...
+    assert list(history[0])[:3] == ["epoch", "time", "loss"] and "val_fscore_macro" in header
+    records = [dict(zip(header, row)) for row in rows]
+    _assert_rows_match(records, history)
+    assert [float(record["lr"]) for record in records] == rates.values() == [0.01, 0.01]
+
+
+@pytest.mark.parametrize("batch_granularity", [False, True])
+@pytest.mark.parametrize("scheduler_first", [True, False])
+@pytest.mark.parametrize("logger_class", LOGGERS)
+def test_the_lr_written_is_the_one_the_epoch_trained_with_whatever_the_callbacks_order(
+    tmp_path, logger_class, scheduler_first, batch_granularity
+):
+    x, y = _data()
+    model = _model()
+    used = []  # the rate of every optimizer update, by epoch
+    model._steps.before_optimizer_step.append(
+        lambda: used.append((model.state.epoch, model.optimizer.param_groups[0]["lr"]))
+    )
+    path = tmp_path / "log.csv"
+    logger = logger_class(path, batch_granularity=batch_granularity)
+    scheduler = StepLR(step_size=1, gamma=0.5)  # steps at on_epoch_end, before or after the logger writes
+    callbacks = [scheduler, logger] if scheduler_first else [logger, scheduler]
+    model.fit(x, y, batch_size=4, epochs=3, verbose=False, callbacks=callbacks)
+    trained_with = [sorted({rate for epoch, rate in used if epoch == number}) for number in (1, 2, 3)]
+    assert trained_with == [[0.01], [0.005], [0.0025]]  # one rate per epoch, halved after each
+    written = [float(row["lr"]) for row in _epoch_rows(path)]
+    assert written == [0.01, 0.005, 0.0025]
+    assert model.optimizer.param_groups[0]["lr"] == 0.00125  # the scheduler did step after the last epoch
 
 
 @pytest.mark.parametrize("logger_class", LOGGERS)

@@ -9,6 +9,7 @@ from safetensors import safe_open
 from torch import nn
 from torch.optim import lr_scheduler as torch_schedulers
 
+from tests.learning_rates import LearningRates
 from trainwell import Model
 from trainwell.callbacks import lr_scheduler as wrappers
 from trainwell.callbacks.base import Callback
@@ -109,9 +110,14 @@ def _data(n=10):
 
 
 def _fit(model, callbacks, *, epochs, initial_epoch=1, batches_per_step=1, batch_size=2, validation=False):
-    """Fits on 10 samples (5 batches); returns the history and (lr, momentum) of every optimizer update."""
+    """Fits on 10 samples (5 batches).
+
+    Returns the history, (lr, momentum) of every optimizer update, and the rate each epoch trained with
+    (recorded beside the logs: the history carries no lr, as in Poutyne).
+    """
     x, y = _data()
     updates = []
+    rates = LearningRates()
     group = model.optimizer.param_groups[0]
 
     def record():
@@ -121,11 +127,13 @@ def _fit(model, callbacks, *, epochs, initial_epoch=1, batches_per_step=1, batch
     try:
         history = model.fit(
             x, y, validation_data=(x, y) if validation else None, batch_size=batch_size, epochs=epochs,
-            initial_epoch=initial_epoch, batches_per_step=batches_per_step, verbose=False, callbacks=callbacks,
+            initial_epoch=initial_epoch, batches_per_step=batches_per_step, verbose=False,
+            callbacks=[*callbacks, rates],
         )  # fmt: skip
     finally:
         model._steps.before_optimizer_step.remove(record)
-    return history, updates
+    assert all("lr" not in logs for logs in history)
+    return history, updates, rates.values()
 
 
 def _hand_stepped(make, steps):
@@ -156,8 +164,8 @@ def test_every_torch_scheduler_has_a_wrapper_of_the_same_name():
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_epoch_schedule_matches_the_torch_scheduler_stepped_by_hand(name):
     make_wrapper, make_torch = CASES[name]
-    history, _ = _fit(_model(), [make_wrapper()], epochs=4)
-    assert [logs["lr"] for logs in history] == _hand_stepped(make_torch, 4)
+    _, _, rates = _fit(_model(), [make_wrapper()], epochs=4)
+    assert rates == _hand_stepped(make_torch, 4)
 
 
 @pytest.mark.parametrize("batches_per_step", [1, 2])
@@ -167,20 +175,20 @@ def test_per_step_schedule_matches_a_scheduler_stepped_after_each_update(name, b
     wrapper = make_wrapper()
     wrapper.step_every = "step"  # same recipe, stepped per update
     # 5 batches per epoch: 5 updates, or 3 with batches_per_step=2 (the last one a single batch).
-    history, updates = _fit(_model(), [wrapper], epochs=3, batches_per_step=batches_per_step)
+    _, updates, rates = _fit(_model(), [wrapper], epochs=3, batches_per_step=batches_per_step)
     per_epoch = 5 if batches_per_step == 1 else 3
     expected = _hand_stepped(make_torch, 3 * per_epoch + 1)
     assert [lr for lr, _ in updates] == expected[:-1]
     # The epoch's logged rate is read after its updates: the one the next update uses.
     if batches_per_step == 1:
-        assert [logs["lr"] for logs in history] == [expected[per_epoch * epoch] for epoch in (1, 2, 3)]
+        assert rates == [expected[per_epoch * epoch] for epoch in (1, 2, 3)]
 
 
 def test_warmup_then_cosine_per_step_rises_then_falls():
     warmup_cosine = SequentialLR(
         [LinearLR(start_factor=0.1, total_iters=5), CosineAnnealingLR(T_max=10)], milestones=[5], step_every="step"
     )
-    _, updates = _fit(_model(), [warmup_cosine], epochs=3)
+    _, updates, _ = _fit(_model(), [warmup_cosine], epochs=3)
     rates = [lr for lr, _ in updates]
     assert rates[0] == pytest.approx(0.01)
     assert all(a < b for a, b in itertools.pairwise(rates[:6]))  # warm-up to the peak 0.1
@@ -191,16 +199,16 @@ def test_warmup_then_cosine_per_step_rises_then_falls():
 def test_a_second_fit_continues_the_schedule():
     scheduler = StepLR(step_size=1, gamma=0.5)
     model = _model()
-    first, _ = _fit(model, [scheduler], epochs=2)
-    second, _ = _fit(model, [scheduler], epochs=2)
-    assert [logs["lr"] for logs in first + second] == [0.1, 0.05, 0.025, 0.0125]
+    _, _, first = _fit(model, [scheduler], epochs=2)
+    _, _, second = _fit(model, [scheduler], epochs=2)
+    assert first + second == [0.1, 0.05, 0.025, 0.0125]
 
 
 def test_a_model_with_another_optimizer_gets_a_new_schedule():
     scheduler = StepLR(step_size=1, gamma=0.5)
     _fit(_model(), [scheduler], epochs=2)
-    history, _ = _fit(_model(), [scheduler], epochs=2)
-    assert [logs["lr"] for logs in history] == [0.1, 0.05]
+    _, _, rates = _fit(_model(), [scheduler], epochs=2)
+    assert rates == [0.1, 0.05]
 
 
 RESUMED = {
@@ -224,19 +232,21 @@ RESUMED = {
 @pytest.mark.parametrize("case", sorted(RESUMED))
 def test_resuming_from_a_saved_state_continues_the_same_rates(case, tmp_path):
     make, batches_per_step = RESUMED[case]
-    whole, whole_updates = _fit(_model(), [make()], epochs=4, batches_per_step=batches_per_step)
+    _, whole_updates, whole = _fit(_model(), [make()], epochs=4, batches_per_step=batches_per_step)
 
     first_part = make()
-    _, first_updates = _fit(_model(), [first_part], epochs=2, batches_per_step=batches_per_step)
+    _, first_updates, _ = _fit(_model(), [first_part], epochs=2, batches_per_step=batches_per_step)
     save_state(tmp_path / "scheduler.safetensors", first_part.state_dict())
 
     # A fresh model, optimizer and callback: everything the rate depends on comes from the file.
     resumed = make()
     resumed.load_state_dict(load_state(tmp_path / "scheduler.safetensors"))
-    rest, rest_updates = _fit(_model(), [resumed], epochs=4, initial_epoch=3, batches_per_step=batches_per_step)
+    rest, rest_updates, rest_rates = _fit(
+        _model(), [resumed], epochs=4, initial_epoch=3, batches_per_step=batches_per_step
+    )
 
     assert [logs["epoch"] for logs in rest] == [3, 4]
-    assert [logs["lr"] for logs in rest] == [logs["lr"] for logs in whole[2:]]
+    assert rest_rates == whole[2:]
     assert first_updates + rest_updates == whole_updates
 
 
@@ -248,8 +258,8 @@ def test_save_state_and_load_state_use_a_real_file(tmp_path):
         assert json.loads(file.metadata()["trainwell_state"])["class"] == "StepLR"
     resumed = StepLR(step_size=1, gamma=0.5)
     resumed.load_state(tmp_path / "step.safetensors")
-    history, _ = _fit(_model(), [resumed], epochs=3, initial_epoch=3)
-    assert [logs["lr"] for logs in history] == [0.025]
+    _, _, rates = _fit(_model(), [resumed], epochs=3, initial_epoch=3)
+    assert rates == [0.025]
 
 
 def test_state_before_training_is_empty_and_a_loaded_state_is_kept_until_used():
@@ -278,8 +288,7 @@ def test_reduce_on_plateau_reduces_after_patience_bad_epochs():
     network = nn.Linear(3, 1)
     model = Model(network, torch.optim.SGD(network.parameters(), lr=1e-9), "mse")
     plateau = ReduceLROnPlateau(patience=2, factor=0.5, eps=1e-15)
-    history, _ = _fit(model, [plateau], epochs=7, validation=True)
-    rates = [logs["lr"] for logs in history]
+    history, _, rates = _fit(model, [plateau], epochs=7, validation=True)
     assert rates == [1e-9] * 4 + [5e-10] * 3
 
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-9)
@@ -295,8 +304,8 @@ def test_reduce_on_plateau_in_max_mode_and_its_resume(tmp_path):
     scores = [1.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0]
 
     def run(plateau, epochs, initial_epoch=1):
-        history, _ = _fit(_model(), [ScriptedScore(scores), plateau], epochs=epochs, initial_epoch=initial_epoch)
-        return [logs["lr"] for logs in history]
+        _, _, rates = _fit(_model(), [ScriptedScore(scores), plateau], epochs=epochs, initial_epoch=initial_epoch)
+        return rates
 
     whole = run(ReduceLROnPlateau(monitor="score", mode="max", patience=1), 8)
     assert whole == pytest.approx([0.1] * 4 + [0.01] * 3 + [0.001])
@@ -312,7 +321,9 @@ def test_reduce_on_plateau_in_max_mode_and_its_resume(tmp_path):
 
 
 def test_reduce_on_plateau_names_the_missing_key():
-    with pytest.raises(ValueError, match=r"ReduceLROnPlateau monitors 'val_acc'.*Available keys: \['loss', 'lr', "):
+    with pytest.raises(
+        ValueError, match=r"ReduceLROnPlateau monitors 'val_acc'.*Available keys: \['loss', 'time'\]\. "
+    ):
         _fit(_model(), [ReduceLROnPlateau(monitor="val_acc")], epochs=1)
 
 

@@ -16,7 +16,9 @@ import pytest
 import torch
 from torch import nn
 
+from tests.learning_rates import LearningRates
 from trainwell import Callback, Model
+from trainwell.callbacks.lr_scheduler import StepLR
 from trainwell.callbacks.mlflow import MLFlowLogger
 from trainwell.callbacks.mlflow_helpers import resolve_tracking_uri
 from trainwell.storage.files import load_state, save_state
@@ -94,13 +96,21 @@ def test_epoch_values_params_tags_and_finished_status(store):
     x, y = _data()
     model = _model({"optim": "adam", "lr": 0.01})
     logger = MLFlowLogger("epochs", tracking_uri=uri, tags={"team": "vision"})
-    history = model.fit(x, y, validation_data=(x, y), batch_size=4, epochs=3, verbose=False, callbacks=[logger])
+    rates = LearningRates()
+    halving = StepLR(step_size=1, gamma=0.5)  # steps at on_epoch_end, before the logger writes
+    history = model.fit(
+        x, y, validation_data=(x, y), batch_size=4, epochs=3, verbose=False, callbacks=[halving, logger, rates]
+    )
 
     run = _only_run(client, "epochs")
     assert run.info.run_id == logger.run_id
     assert run.info.status == "FINISHED"
-    for key in ("loss", "acc", "val_loss", "val_acc", "lr", "time"):
+    for key in ("loss", "acc", "val_loss", "val_acc", "time"):
         assert _history(client, logger.run_id, key) == [(epoch["epoch"], epoch[key]) for epoch in history]
+    # The history carries no lr (Poutyne's contract): the logger writes the rate each epoch trained with.
+    assert all("lr" not in epoch for epoch in history)
+    assert rates.values() == [0.01, 0.005, 0.0025]
+    assert _history(client, logger.run_id, "lr") == list(zip((1, 2, 3), rates.values()))
     assert not any(key.startswith("batch_") for key in run.data.metrics)
     params = run.data.params
     assert params["optimizer"] == "Adam"

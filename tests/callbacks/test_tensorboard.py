@@ -7,6 +7,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
+from tests.learning_rates import LearningRates
 from trainwell import Model
 from trainwell.callbacks.tensorboard import TensorBoardLogger
 
@@ -32,7 +33,8 @@ def _fit(callbacks, optimizer="sgd", epochs=2):
 
 
 def test_train_and_validation_share_a_chart_by_default(tmp_path):
-    history = _fit([TensorBoardLogger(SummaryWriter(tmp_path))])
+    rates = LearningRates()
+    history = rates.beside(_fit([TensorBoardLogger(SummaryWriter(tmp_path)), rates]))  # + lr, not in the logs
     # add_scalars writes each series of chart C to the run's subdirectory C_<series>, under tag C.
     expected = {
         "loss_loss": ("loss", "loss"),
@@ -52,9 +54,10 @@ def test_train_and_validation_share_a_chart_by_default(tmp_path):
 
 
 def test_split_train_val_gives_one_chart_per_key(tmp_path):
-    history = _fit([TensorBoardLogger(SummaryWriter(tmp_path), split_train_val=True)])
+    rates = LearningRates()
+    history = rates.beside(_fit([TensorBoardLogger(SummaryWriter(tmp_path), split_train_val=True), rates]))
     scalars = read_scalars(tmp_path)
-    assert sorted(scalars) == sorted(key for key in history[0] if key != "epoch")
+    assert "lr" in scalars and sorted(scalars) == sorted(key for key in history[0] if key != "epoch")
     for key, points in scalars.items():
         assert [step for step, _ in points] == [1, 2]
         assert [value for _, value in points] == as_float32(logs[key] for logs in history)

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from tests.learning_rates import LearningRates
 from trainwell import Callback, Model, OptimizerGroup, StepOutputs, set_seeds
 from trainwell.storage.files import decode_state, encode_state
 
@@ -143,8 +144,10 @@ def test_named_optimizers_are_built_per_sub_network_logged_and_saved(tmp_path):
 
     model = Model(network, {"encoder": "adam", "head": {"optim": "sgd", "lr": 0.5}}, None, train_step=step)
     assert isinstance(model.optimizer, OptimizerGroup)
-    history = model.fit(X, Y, epochs=3, batch_size=10, verbose=False)
-    assert history[0]["lr_encoder"] == 0.001 and history[0]["lr_head"] == 0.5
+    rates = LearningRates()
+    history = model.fit(X, Y, epochs=3, batch_size=10, verbose=False, callbacks=[rates])
+    assert not any(key.startswith("lr") for key in history[0])  # the logs carry no lr (Poutyne's contract)
+    assert rates.epochs[0] == {"lr_encoder": 0.001, "lr_head": 0.5}  # one rate per named optimizer, for loggers
     assert history[-1]["loss"] < history[0]["loss"]
     path = tmp_path / "optimizers.safetensors"
     model.save_optimizer_state(path)
@@ -276,3 +279,47 @@ def test_the_gan_example_logs_both_losses_and_the_generator_improves():
     assert after < before / 3
     # The adversarial game settles near its equilibrium: D's loss approaches 2 ln 2.
     assert abs(history[-1]["d_loss"] - 2 * math.log(2)) < 0.15
+
+
+class _ReadsGradients(Callback):
+    """Reads the gradients at on_train_batch_end, as Poutyne lets a callback do (e.g. to log their norm)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_batch_end(self, batch_number, logs):
+        self.seen.append({name: p.grad is not None for name, p in self.model.network.named_parameters()})
+
+
+def _gan_like_step(ctx, batch):
+    """Two updates of one optimizer in a batch, then one of another whose loss also reaches the first's
+    parameters (left there, not zeroed: they join that optimizer's next update, with or without a reader)."""
+    x, y = batch
+    encoder, head = ctx.networks["encoder"], ctx.networks["head"]
+    for _ in range(2):
+        loss = F.cross_entropy(head(torch.relu(encoder(x)).detach()), y)
+        ctx.backward(loss)
+        ctx.optimizer_step("head")
+    other = F.cross_entropy(head(torch.relu(encoder(x))), 1 - y)
+    ctx.backward(other)
+    ctx.optimizer_step("encoder")
+    return {"loss": loss}
+
+
+def _gan_like_fit(callbacks):
+    torch.manual_seed(0)
+    network = nn.ModuleDict({"encoder": nn.Linear(5, 4), "head": nn.Linear(4, 2)})
+    optimizers = {"encoder": {"optim": "sgd", "lr": 0.1, "momentum": 0.9}, "head": {"optim": "sgd", "lr": 0.1}}
+    model = Model(network, optimizers, None, train_step=_gan_like_step)
+    model.fit(X, Y, epochs=2, batch_size=25, verbose=False, callbacks=callbacks)
+    return model
+
+
+def test_a_custom_step_trains_the_same_with_or_without_a_gradient_reader():
+    plain = _gan_like_fit([])
+    reader = _ReadsGradients()
+    read = _gan_like_fit([reader])
+    for name, value in read.network.state_dict().items():
+        assert torch.equal(value, plain.network.state_dict()[name]), name
+    # The reader saw the last updates' gradients: the encoder's, and the head's from the encoder's loss.
+    assert len(reader.seen) == 8 and all(all(seen.values()) for seen in reader.seen)

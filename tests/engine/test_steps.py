@@ -45,6 +45,49 @@ def test_optimizer_step_clears_gradients():
     assert network.weight.grad is None
 
 
+def _two_steps(keep_gradients):
+    torch.manual_seed(0)
+    network = nn.Linear(2, 2)
+    steps = Steps(network, torch.optim.SGD(network.parameters(), lr=0.1, momentum=0.9), nn.CrossEntropyLoss(), None)
+    steps.keep_gradients = keep_gradients
+    batch = (torch.randn(3, 2), torch.tensor([0, 1, 0]))
+    steps.forward_backward(batch, accumulate=False)
+    produced = network.weight.grad.clone()
+    steps.optimizer_step()
+    after_step = network.weight.grad
+    steps.forward_backward(batch, accumulate=False)
+    second = network.weight.grad.clone()
+    steps.optimizer_step()
+    return network, produced, after_step, second
+
+
+def test_kept_gradients_last_until_the_next_step_begins_and_never_add_to_it():
+    kept_network, produced, after_step, second = _two_steps(keep_gradients=True)
+    assert after_step is not None and torch.equal(after_step, produced)  # readable after the step
+    plain_network, _, plain_after_step, plain_second = _two_steps(keep_gradients=False)
+    assert plain_after_step is None  # freed at once without a reader
+    torch.testing.assert_close(second, plain_second, rtol=0, atol=0)  # the next step starts from no gradient
+    assert torch.equal(kept_network.weight, plain_network.weight)
+    assert kept_network.weight.grad is not None and plain_network.weight.grad is None
+
+
+def test_a_second_backward_after_a_kept_step_does_not_add_to_its_gradients():
+    # A custom step may update twice in one batch: backward, step, backward, step.
+    def run(keep_gradients):
+        torch.manual_seed(0)
+        network = nn.Linear(2, 1)
+        optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
+        steps = Steps(network, optimizer, None, None)
+        steps.keep_gradients = keep_gradients
+        x = torch.randn(4, 2)
+        for _ in range(2):
+            steps.backward(network(x).pow(2).mean())
+            steps.apply_optimizer(optimizer)
+        return network.weight.detach().clone()
+
+    assert torch.equal(run(True), run(False))
+
+
 def test_multi_input_is_unpacked_and_dict_input_is_passed_whole():
     class TwoInputs(nn.Module):
         def forward(self, a, b):

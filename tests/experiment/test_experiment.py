@@ -237,13 +237,16 @@ def test_directory_contents(tmp_path: Path, method: str) -> None:
     experiment = Experiment(tmp_path, _network(), task="classif", optimizer=FAST_SGD)
     history = _train_with(method, experiment, epochs=2, seed=7)
 
-    # log.tsv: tab-separated, a header in Poutyne's order, one row per epoch holding the history's values.
+    # log.tsv: tab-separated, a header in Poutyne's order, one row per epoch holding the history's values
+    # and the epoch's learning rate (the history carries no lr, as in Poutyne: the logger writes it).
     lines = (tmp_path / "log.tsv").read_text().splitlines()
     assert lines[0].split("\t") == CLASSIF_COLUMNS
     rows = _rows(tmp_path / "log.tsv")
     assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert all("lr" not in logs for logs in history)
     for row, logs in zip(rows, history, strict=True):
-        assert {key: float(value) for key, value in row.items()} == {key: float(logs[key]) for key in row}
+        written = {key: float(value) for key, value in row.items()}
+        assert written == {**{key: float(logs[key]) for key in row if key != "lr"}, "lr": FAST_SGD["lr"]}
 
     # tensorboard/: every logged value but the epoch, at step = epoch, equal to log.tsv (stored as float32).
     scalars = _scalars_by_key(tmp_path / "tensorboard")
@@ -252,8 +255,8 @@ def test_directory_contents(tmp_path: Path, method: str) -> None:
         assert [step for step, _ in series] == [1, 2]
         assert [value for _, value in series] == pytest.approx([float(row[key]) for row in rows], rel=1e-6)
 
-    # plots/: one valid PNG per metric, training and validation on the same figure.
-    metrics = {column.removeprefix("val_") for column in CLASSIF_COLUMNS if column not in ("epoch", "time")}
+    # plots/: one valid PNG per metric of the history (which has no lr), training and validation on one figure.
+    metrics = {column.removeprefix("val_") for column in CLASSIF_COLUMNS if column not in ("epoch", "time", "lr")}
     plots = {path.name: path.read_bytes() for path in (tmp_path / "plots").iterdir()}
     assert sorted(plots) == sorted(f"{metric}.png" for metric in metrics)
     assert all(content.startswith(PNG_SIGNATURE) and len(content) > 1000 for content in plots.values())

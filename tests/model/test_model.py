@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from tests.learning_rates import LearningRates
 from trainwell import Model, set_seeds
 
 
@@ -25,32 +26,39 @@ def _model(**kwargs):
 def test_fit_history_keys_and_order(data):
     x, y = data
     model = _model(batch_metrics=["accuracy"], epoch_metrics=["f1"])
-    history = model.fit(x, y, validation_data=(x, y), epochs=2, batch_size=16, verbose=False)
+    rates = LearningRates()
+    history = model.fit(x, y, validation_data=(x, y), epochs=2, batch_size=16, verbose=False, callbacks=[rates])
     assert [entry["epoch"] for entry in history] == [1, 2]
-    assert list(history[0]) == [
-        "epoch",
-        "time",
-        "lr",
-        "loss",
-        "acc",
-        "fscore_macro",
-        "val_loss",
-        "val_acc",
-        "val_fscore_macro",
-    ]
+    # Poutyne's contract: no lr in the history; the epoch's rate is the model's, for loggers to write.
+    assert (
+        list(history[0])
+        == list(history[1])
+        == [
+            "epoch",
+            "time",
+            "loss",
+            "acc",
+            "fscore_macro",
+            "val_loss",
+            "val_acc",
+            "val_fscore_macro",
+        ]
+    )
     assert all(isinstance(value, float) for key, value in history[0].items() if key != "epoch")
-    assert history[0]["lr"] == model.optimizer.param_groups[0]["lr"]
+    assert rates.epochs == [{"lr": model.optimizer.param_groups[0]["lr"]}] * 2
+    assert model.state.learning_rates == {"lr": 0.01}
 
 
-def test_history_has_one_learning_rate_column_per_param_group(data):
+def test_epoch_learning_rates_have_one_key_per_param_group(data):
     x, y = data
     network = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 3))
     optimizer = torch.optim.SGD(
         [{"params": network[0].parameters(), "lr": 0.1}, {"params": network[1].parameters(), "lr": 0.01}]
     )
-    history = Model(network, optimizer, "cross_entropy").fit(x, y, epochs=1, verbose=False)
-    assert (history[0]["lr_group_0"], history[0]["lr_group_1"]) == (0.1, 0.01)
-    assert "lr" not in history[0]
+    rates = LearningRates()
+    history = Model(network, optimizer, "cross_entropy").fit(x, y, epochs=1, verbose=False, callbacks=[rates])
+    assert rates.epochs == [{"lr_group_0": 0.1, "lr_group_1": 0.01}]
+    assert not any(key.startswith("lr") for key in history[0])  # loggers write them; the history has none
 
 
 def test_evaluate_return_formats(data):

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.learning_rates import LearningRates
 from trainwell import Model
 from trainwell.tools.plotting import history_frame, metric_names, plot_history, plot_metric
 
@@ -19,7 +20,12 @@ def history():
     x = torch.randn(96, 4)
     y = (x.sum(dim=1) > 0).long()
     model = Model(nn.Linear(4, 2), "sgd", "cross_entropy", batch_metrics=["accuracy"])
-    return model.fit(x[:64], y[:64], validation_data=(x[64:], y[64:]), epochs=4, batch_size=16, verbose=False)
+    rates = LearningRates()
+    fitted = model.fit(
+        x[:64], y[:64], validation_data=(x[64:], y[64:]), epochs=4, batch_size=16, verbose=False, callbacks=[rates]
+    )
+    # fit's history carries no lr (Poutyne's contract); a user who plots it adds the recorded rates.
+    return rates.beside(fitted)
 
 
 def _series(figure):

@@ -17,7 +17,9 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["HOOKS", "Callback", "CallbackList"]
+from trainwell.optimizers import learning_rates
+
+__all__ = ["HOOKS", "Callback", "CallbackList", "epoch_learning_rates", "with_learning_rates"]
 
 HOOKS = (
     "on_train_begin",
@@ -49,6 +51,10 @@ class Callback:
     Attributes:
         model: the :class:`~trainwell.Model` being run, set by :meth:`set_model`.
         params: run parameters (``epochs``, ``steps``, ``valid_steps``...), set by :meth:`set_params`.
+        reads_gradients: whether ``on_train_batch_end`` may read the parameters' gradients (True by
+            default, as Poutyne promises). While a listener may, the gradients of a step are kept until
+            the next step begins; a callback that never reads them sets False, so that they are freed
+            right after the optimizer step.
 
     A public method whose name starts with ``on_`` but is no known hook triggers a warning when the
     callback is created, because a misspelled hook is otherwise silently never called.
@@ -60,6 +66,7 @@ class Callback:
 
     model: Any = None
     params: dict[str, Any]
+    reads_gradients: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -198,6 +205,12 @@ class CallbackList:
         for callback in self.callbacks:
             for hook in callback.listened_hooks():
                 self.listeners[hook].append(getattr(callback, hook))
+        # Whether a step's gradients must outlive its optimizer step (see Callback.reads_gradients).
+        self.reads_gradients = any(
+            getattr(callback, "reads_gradients", True) is not False
+            for callback in self.callbacks
+            if "on_train_batch_end" in callback.listened_hooks()
+        )
 
     def set_model(self, model: Any) -> None:
         """Gives every callback the model."""
@@ -234,3 +247,34 @@ class CallbackList:
         if hook in HOOKS:
             return lambda *args: self.call(hook, *args)
         raise AttributeError(hook)
+
+
+def epoch_learning_rates(model: Any) -> dict[str, float]:
+    """The learning rates to write beside an epoch's logs, which carry none (Poutyne's contract).
+
+    Those the loop read when the epoch's training ended, before an epoch scheduler stepped in
+    ``on_epoch_end`` (so every logger writes the rate the epoch used, whatever the callbacks' order); for
+    a model the loop does not run, the optimizer's current ones. ``{'lr': ...}`` for one parameter group,
+    ``lr_group_<i>`` for several, ``lr_<name>`` for named optimizers.
+
+    >>> import torch
+    >>> from trainwell import Model
+    >>> epoch_learning_rates(Model(torch.nn.Linear(2, 1), 'sgd', 'mse'))
+    {'lr': 0.01}
+    """
+    rates = getattr(getattr(model, "state", None), "learning_rates", None)
+    if isinstance(rates, dict) and rates:
+        return dict(rates)
+    return learning_rates(getattr(model, "optimizer", None))
+
+
+def with_learning_rates(model: Any, logs: Mapping[str, Any]) -> dict[str, Any]:
+    """An epoch's logs with its learning rates after ``epoch`` and ``time``, the column order loggers write.
+
+    >>> import torch
+    >>> from trainwell import Model
+    >>> with_learning_rates(Model(torch.nn.Linear(2, 1), 'sgd', 'mse'), {'epoch': 1, 'time': 0.5, 'loss': 2.0})
+    {'epoch': 1, 'time': 0.5, 'lr': 0.01, 'loss': 2.0}
+    """
+    head = {key: logs[key] for key in ("epoch", "time") if key in logs}
+    return {**head, **epoch_learning_rates(model), **logs}

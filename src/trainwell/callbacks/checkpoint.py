@@ -109,6 +109,8 @@ class LRSchedulerCheckpoint(PeriodicSaveCallback):
     >>> checkpoint = LRSchedulerCheckpoint(scheduler, 'scheduler_{epoch}.safetensors')
     """
 
+    reads_gradients = False  # its on_train_batch_end never looks at gradients
+
     def __init__(
         self, lr_scheduler: Any, filename: str | os.PathLike[str], **kwargs: Unpack[PeriodicSaveOptions]
     ) -> None:

@@ -114,6 +114,8 @@ class TerminateOnNaN(Callback):
         raise_error: raise a ``FloatingPointError`` instead of stopping at the end of the step.
     """
 
+    reads_gradients = False  # its on_train_batch_end never looks at gradients
+
     def __init__(self, *, check_every_n_steps: int = 1, raise_error: bool = False) -> None:
         check_positive_int(check_every_n_steps, "check_every_n_steps")
         self.check_every_n_steps = check_every_n_steps

@@ -16,8 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from trainwell.callbacks.base import Callback
-from trainwell.optimizers import learning_rates
+from trainwell.callbacks.base import Callback, epoch_learning_rates, with_learning_rates
 from trainwell.storage.files import atomic_write
 
 __all__ = ["AtomicCSVLogger", "CSVLogger"]
@@ -211,6 +210,8 @@ class CSVLogger(Callback):
     'epoch,time,lr,loss'
     """
 
+    reads_gradients = False  # its on_train_batch_end never looks at gradients
+
     def __init__(
         self,
         filename: str | os.PathLike[str],
@@ -236,7 +237,7 @@ class CSVLogger(Callback):
 
     def _batch_header(self) -> list[str]:
         # Batch rows come before the first epoch row: the header is built from what the model will log.
-        rates = list(learning_rates(getattr(self.model, "optimizer", None)))  # the keys the loop will log
+        rates = list(epoch_learning_rates(self.model))  # the keys the epoch rows will carry
         values = ["loss", *getattr(self.model, "metrics_names", [])]
         return ["epoch", "batch", "size", "time", *rates, *values, *(f"val_{name}" for name in values)]
 
@@ -263,7 +264,8 @@ class CSVLogger(Callback):
             self._file.write({"epoch": self._epoch, **logs})
 
     def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._file.write(logs, sync=True)
+        # The logs carry no lr (Poutyne's contract): the epoch's learning rates go beside them.
+        self._file.write(with_learning_rates(self.model, logs), sync=True)
         self._last_epoch = epoch_number
 
     def on_train_end(self, logs: Mapping[str, Any]) -> None:  # noqa: D102

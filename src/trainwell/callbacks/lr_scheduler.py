@@ -13,10 +13,14 @@ Warm-up then cosine annealing, stepped per optimizer update (16 updates: 2 epoch
 >>> warmup_cosine = SequentialLR(
 ...     [LinearLR(start_factor=0.1, total_iters=4), CosineAnnealingLR(T_max=12)], milestones=[4], step_every='step'
 ... )
+>>> from trainwell.callbacks import LambdaCallback
+>>> from trainwell.callbacks.base import epoch_learning_rates
 >>> model = Model(torch.nn.Linear(2, 1), 'sgd', 'mse')
+>>> rates = []  # the epoch logs carry no lr (Poutyne's contract): loggers read it from the model
+>>> record = LambdaCallback(on_epoch_end=lambda epoch, logs: rates.append(round(epoch_learning_rates(model)['lr'], 5)))
 >>> history = model.fit(torch.randn(32, 2), torch.randn(32, 1), batch_size=4, epochs=2, verbose=False,
-...                     callbacks=[warmup_cosine])
->>> [round(logs['lr'], 5) for logs in history]  # after 8 updates (4 of warm-up, 4 of cosine), then 16
+...                     callbacks=[warmup_cosine, record])
+>>> rates  # after 8 updates (4 of warm-up, 4 of cosine), then 16
 [0.0075, 0.0]
 
 Every callback's ``state_dict()`` resumes the exact same learning-rate sequence (see

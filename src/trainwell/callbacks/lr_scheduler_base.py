@@ -156,6 +156,8 @@ class SchedulerCallback(Callback):
         scheduler: the scheduler, or None before training starts.
     """
 
+    reads_gradients = False  # its on_train_batch_end never looks at gradients
+
     def __init__(self, step_every: str = "epoch") -> None:
         self.step_every = check_step_every(step_every)
         self.scheduler: Any = None

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from trainwell.callbacks.base import Callback
+from trainwell.callbacks.base import Callback, with_learning_rates
 from trainwell.callbacks.mlflow_helpers import (
     callable_name,
     encode_float,
@@ -74,6 +74,8 @@ class MLFlowLogger(Callback):
     >>> logger = MLFlowLogger('demo', tracking_uri=tmp_dir + '/mlflow.db')  # doctest: +SKIP
     >>> model.fit(x, y, epochs=3, callbacks=[logger])  # doctest: +SKIP
     """
+
+    reads_gradients = False  # its on_train_batch_end never looks at gradients
 
     def __init__(
         self,
@@ -320,7 +322,8 @@ class MLFlowLogger(Callback):
 
     def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:
         """Logs every epoch value at step = epoch number."""
-        self._send(self._metrics(logs, epoch_number, prefix="", skip=("epoch",)))
+        # The logs carry no lr (Poutyne's contract): the epoch's learning rates are written beside them.
+        self._send(self._metrics(with_learning_rates(self.model, logs), epoch_number, prefix="", skip=("epoch",)))
 
     def on_train_end(self, logs: Mapping[str, Any]) -> None:
         """Ends the run as FINISHED (unless ``terminate_on_end=False``)."""

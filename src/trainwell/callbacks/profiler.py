@@ -67,6 +67,8 @@ class StepProfiler(Callback):
     (4, ['data', 'copy', 'forward'])
     """
 
+    reads_gradients = False  # its on_train_batch_end never looks at gradients
+
     def __init__(self, *, verbose: bool = True, synchronize: bool | None = None, file: TextIO | None = None) -> None:
         self.verbose = verbose
         self.synchronize = synchronize

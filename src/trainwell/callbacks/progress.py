@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from trainwell.callbacks.base import Callback
+from trainwell.callbacks.base import Callback, with_learning_rates
 
 __all__ = ["EpochProgressionCallback", "ProgressionCallback"]
 
@@ -59,6 +59,8 @@ class ProgressionCallback(Callback):
     >>> out.getvalue().splitlines()[0].startswith('Epoch 1/1 step 2/4 ')
     True
     """
+
+    reads_gradients = False  # its on_train_batch_end never looks at gradients
 
     def __init__(
         self,
@@ -184,7 +186,8 @@ class ProgressionCallback(Callback):
         self._stop_bar()
         elapsed = time.perf_counter() - self._epoch_started
         self._print(
-            f"Epoch {epoch_number}/{self.params.get('epochs', '?')} {elapsed:.2f}s {format_logs(logs)}",
+            f"Epoch {epoch_number}/{self.params.get('epochs', '?')} {elapsed:.2f}s "
+            f"{format_logs(with_learning_rates(self.model, logs))}",
             "green",
         )
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from numbers import Real
 from typing import Any
 
-from trainwell.callbacks.base import Callback
+from trainwell.callbacks.base import Callback, with_learning_rates
 
 __all__ = ["TensorBoardLogger"]
 
@@ -99,7 +99,7 @@ class TensorBoardLogger(Callback):
         self.split_train_val = split_train_val
 
     def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        items = scalar_items(logs)
+        items = scalar_items(with_learning_rates(self.model, logs))  # the logs carry no lr (Poutyne's contract)
         if self.split_train_val:
             for key, value in items:
                 self.writer.add_scalar(key, value, epoch_number)

@@ -39,6 +39,9 @@ class LoopState:
         optimizer_steps: optimizer updates applied since the model was created (fewer than
             ``global_step`` with ``batches_per_step > 1``): what per-step LR schedules count.
         tracker: the running values of the current phase (read with ``tracker.running_logs()``).
+        learning_rates: the learning rates the last training epoch ended with (``{'lr': ...}``, or
+            ``lr_group_i`` / ``lr_<name>`` keys), read before ``on_epoch_end`` can step an epoch scheduler.
+            The epoch logs carry no ``lr`` (Poutyne's contract); loggers write these beside them.
     """
 
     phase: str | None = None
@@ -52,6 +55,7 @@ class LoopState:
     epoch_rng: dict[str, Any] | None = field(default=None, repr=False)
     # True from the end of an epoch (its logs complete) until the next one begins.
     epoch_done: bool = False
+    learning_rates: dict[str, float] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         """The loop position, for checkpoints."""
@@ -206,14 +210,15 @@ class Loop:
             started = time.perf_counter()
             logs = self.train_epoch(train, batches_per_step, callbacks, resume if epoch == initial_epoch else None)
             # Read after the training batches and before on_epoch_end steps any epoch scheduler: the
-            # rate the epoch ended with (for an epoch schedule, the one it used throughout).
-            rates = learning_rates(self.steps.optimizer)
+            # rate the epoch ended with (for an epoch schedule, the one it used throughout). Loggers
+            # write it; the logs themselves carry no lr, as in Poutyne.
+            self.state.learning_rates = learning_rates(self.steps.optimizer)
             if valid is not None:
                 callbacks.on_valid_begin({})
                 valid_logs = self.evaluate_phase(valid, "valid", callbacks)
                 callbacks.on_valid_end(valid_logs)
                 logs.update({f"val_{key}": value for key, value in valid_logs.items()})
-            epoch_logs = {"epoch": epoch, "time": time.perf_counter() - started, **rates, **logs}
+            epoch_logs = {"epoch": epoch, "time": time.perf_counter() - started, **logs}
             self.state.epoch_done = True
             callbacks.on_epoch_end(epoch, epoch_logs)
             history.append(epoch_logs)
@@ -247,6 +252,10 @@ class Loop:
         backward_end = callbacks.listeners["on_backward_end"]
         end = callbacks.listeners["on_train_batch_end"]
         accumulate = batches_per_step > 1
+        # Poutyne's contract: gradients are still readable in on_train_batch_end. They are then cleared
+        # when the next step begins; with no listener that may read them, right after the optimizer
+        # step instead, so that they do not hold memory during the next forward pass.
+        steps.keep_gradients = callbacks.reads_gradients
         steps.network.train(True)
         steps.check_next_targets = True
         batch_number = done

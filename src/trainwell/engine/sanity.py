@@ -92,6 +92,8 @@ class _Saved:
         context = steps.context
         self.context = None if context is None else dict(vars(context))
         self.steps = (steps.check_next_targets, steps.all_targets, steps.examples_in_step)
+        self.gradient_state = steps.gradient_state()
+        steps.set_gradient_state((False, False, []))  # the check's own batches clear nothing
         self.precision = (copy.deepcopy(steps.precision.state_dict()), getattr(steps.precision, "_skipped", None))
         self.modes = {module: module.training for module in network.modules()}
         self.stop_training = model.stop_training
@@ -130,6 +132,7 @@ class _Saved:
         if self.context is not None:
             vars(steps.context).update(self.context)
         steps.check_next_targets, steps.all_targets, steps.examples_in_step = self.steps
+        steps.set_gradient_state(self.gradient_state)
         precision_state, skipped = self.precision
         if precision_state is not None:
             steps.precision.load_state_dict(precision_state)

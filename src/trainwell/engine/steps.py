@@ -101,6 +101,13 @@ class Steps:
         self.autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
         self.mixed = False
         self.examples_in_step = 0
+        # Keep the gradients after the optimizer step until the next step begins (a callback may read
+        # them in on_train_batch_end); False clears them at once. The loop sets it per epoch.
+        self.keep_gradients = False
+        self._step_open = False  # gradients of the current step are being accumulated
+        # The optimizers whose step ran while keep_gradients held: their gradients are kept, not cleared
+        # yet. Only those are cleared later, so that training is the same with or without keep_gradients.
+        self._kept: list[torch.optim.Optimizer] = []
         # Called when the step's gradients are final (accumulation averaged, later AMP-unscaled) and
         # the optimizer has not run yet: where gradient clipping and gradient statistics belong.
         self.before_optimizer_step: list[Callable[[], None]] = []
@@ -149,6 +156,10 @@ class Steps:
         """
         if self.timer is not None:
             self.timer("callbacks")  # the batch-begin callbacks ran since the batch arrived
+        if not self._step_open:
+            # A step begins: clear the last step's gradients if they were kept for the callbacks.
+            self._release_kept()
+            self._step_open = True
         x, y, size = _pair_and_size(batch)
         loss, y_pred, y = self._forward_loss(x, y)
         if accumulate:
@@ -164,6 +175,10 @@ class Steps:
         timer = self.timer
         if timer is not None:
             timer("forward")
+        if self._kept:
+            # A custom step that updates twice in one batch: the gradients of its earlier update, kept for
+            # the callbacks, must not add to these (without keep_gradients they were cleared already).
+            self._release_kept()
         if self.precision.scaler is not None:
             self.precision.scaler.scale(loss).backward()
         else:
@@ -185,8 +200,24 @@ class Steps:
                     if parameter.grad is not None:
                         parameter.grad.mul_(scale)
             self.examples_in_step = 0
+        self._apply(self._optimizers())
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
         optimizer = self.optimizer
-        self._apply([optimizer] if isinstance(optimizer, torch.optim.Optimizer) else list(optimizer.values()))
+        if optimizer is None:
+            return []
+        return list(optimizer.values()) if isinstance(optimizer, OptimizerGroup) else [optimizer]
+
+    @staticmethod
+    def _clear_gradients(optimizers: list[torch.optim.Optimizer]) -> None:
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+
+    def _release_kept(self) -> None:
+        """Clears the gradients kept after their optimizer's step (see ``keep_gradients``)."""
+        if self._kept:
+            self._clear_gradients(self._kept)
+            self._kept = []
 
     def apply_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Steps one optimizer on its final gradients (unscaled, clipped by hooks), then clears them."""
@@ -201,7 +232,11 @@ class Steps:
             hook()
         for optimizer in optimizers:
             precision.step(optimizer)
-            optimizer.zero_grad(set_to_none=True)
+        if self.keep_gradients:
+            self._kept.extend(optimizer for optimizer in optimizers if all(optimizer is not k for k in self._kept))
+        else:
+            self._clear_gradients(optimizers)
+        self._step_open = False
         precision.update()
         if self.timer is not None:
             self.timer("optimizer")
@@ -217,6 +252,8 @@ class Steps:
         timer = self.timer
         if timer is not None:
             timer("callbacks")
+        if torch.is_grad_enabled():
+            self._release_kept()  # the last step's, kept for the callbacks until now
         batch = to_device(batch, self.device)
         if timer is not None:
             timer("copy")
@@ -239,6 +276,20 @@ class Steps:
         self.precision = precision
         self.autocast = precision.autocast
         self.mixed = precision.dtype is not None
+
+    @property
+    def step_pending(self) -> bool:
+        """Whether gradients are being accumulated for an optimizer step that has not run yet."""
+        return self._step_open
+
+    def gradient_state(self) -> tuple[bool, bool, list[torch.optim.Optimizer]]:
+        """Where the clearing of gradients stands (what the sanity check puts back)."""
+        return self.keep_gradients, self._step_open, list(self._kept)
+
+    def set_gradient_state(self, state: tuple[bool, bool, list[torch.optim.Optimizer]]) -> None:
+        """Restores :meth:`gradient_state`."""
+        self.keep_gradients, self._step_open, kept = state
+        self._kept = list(kept)
 
     def state_dict(self) -> dict[str, Any]:
         """The state a checkpoint needs to continue: a partially accumulated step, the gradient scaler."""

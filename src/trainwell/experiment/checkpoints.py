@@ -135,6 +135,8 @@ class RunCheckpointer(Callback):
             others take part in gathering the training state, then wait at a barrier).
     """
 
+    reads_gradients = False  # its on_train_batch_end never looks at gradients
+
     def __init__(
         self,
         directory: Path,

@@ -77,8 +77,8 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
     >>> model = Model(network, 'sgd', 'cross_entropy', batch_metrics=['accuracy'])
     >>> x, y = torch.randn(64, 4), torch.randint(3, (64,))
     >>> history = model.fit(x, y, epochs=2, batch_size=16, verbose=False)
-    >>> [sorted(epoch) for epoch in history][0]
-    ['acc', 'epoch', 'loss', 'lr', 'time']
+    >>> [sorted(epoch) for epoch in history][0]  # no lr: loggers write it (see model.state.learning_rates)
+    ['acc', 'epoch', 'loss', 'time']
     >>> loss, acc = model.evaluate(x, y, verbose=False)
     """
 

@@ -55,7 +55,10 @@ class TrainingState:
                 "training_state() is taken during fit: at on_epoch_end, or at on_train_batch_end after an "
                 f"optimizer step. It was called in phase {state.phase!r}."
             )
-        if self._steps.examples_in_step or (mid_epoch and _has_gradients(self.network)):
+        steps = self._steps
+        # Gradients left after a step are a pending accumulation, unless they were kept for the callbacks.
+        leftover = mid_epoch and not steps.keep_gradients and _has_gradients(self.network)
+        if steps.examples_in_step or steps.step_pending or leftover:
             raise RuntimeError(
                 "training_state() was called in the middle of a gradient accumulation (batches_per_step > 1): "
                 "take it after a batch that completes an optimizer step."

@@ -120,6 +120,8 @@ class LRRangeTest(Callback):
         diverge_factor: the smoothed loss over its best that counts as divergence.
     """
 
+    reads_gradients = False  # its on_train_batch_end never looks at gradients
+
     def __init__(self, start_lr: float, end_lr: float, num_steps: int, smooth: float, diverge_factor: float) -> None:
         self.start_lr, self.end_lr, self.num_steps = start_lr, end_lr, num_steps
         self.smooth, self.diverge_factor = smooth, diverge_factor
