@@ -64,6 +64,7 @@ def dataset_loader(
 
     ``dataloader_kwargs`` overrides anything else, as in Poutyne.
 
+    >>> import torch
     >>> loader = dataset_loader(torch.utils.data.TensorDataset(torch.zeros(5)), batch_size=2, shuffle=False)
     >>> len(loader)
     3

@@ -71,6 +71,7 @@ class ShardedSampler(Sampler[int]):
         sampler: the order over the whole dataset (``RandomSampler``, ``SequentialSampler``...).
         even: pad every rank's shard to the same length (training; see :func:`shard`).
 
+    >>> from torch.utils.data import SequentialSampler
     >>> list(ShardedSampler(SequentialSampler(range(3)), even=True))
     [0, 1, 2]
     """
