@@ -271,7 +271,7 @@ def test_metrics_names_and_name_resolution():
         (
             lambda m, x, y: m.fit_generator((b for b in [(x, y)]), epochs=2, verbose=False),
             ValueError,
-            "has no len.*steps_per_epoch=N",
+            "no batch in epoch 2.*used up by one pass: give `steps_per_epoch`",
         ),
         (
             lambda m, x, y: m.fit(x, y, validation_data=(x,), verbose=False),
