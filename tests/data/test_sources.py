@@ -1,9 +1,12 @@
 import numpy as np
 import pytest
 import torch
+from torch.nn.utils.rnn import PackedSequence, pack_sequence
 from torch.utils.data import DataLoader, TensorDataset
 
 from trainwell.data import IterableBatches, TensorBatches, batch_size_of, dataset_loader, flatten, to_device
+from trainwell.data.inputs import validation_source
+from trainwell.data.sources import source_length
 
 
 def test_tensor_batches_slice_without_shuffle_and_keep_last_partial_batch():
@@ -114,3 +117,69 @@ def test_batch_size_and_device_helpers():
     assert batch_size_of(torch.tensor(1.0), torch.zeros(4)) == 4
     moved = to_device({"a": np.zeros(2)}, torch.device("cpu"))
     assert isinstance(moved["a"], torch.Tensor)
+
+
+class CountingIterable:
+    """A user's iterable of batches that records how it is used."""
+
+    def __init__(self, batches):
+        self.batches = batches
+        self.calls = []
+
+    def __len__(self):
+        self.calls.append("len")
+        return len(self.batches)
+
+    def __iter__(self):
+        self.calls.append("iter")
+        for batch in self.batches:
+            self.calls.append("next")
+            yield batch
+
+
+def test_the_length_is_read_once_and_an_epoch_takes_exactly_that_many_batches():
+    source = CountingIterable(list(range(3)))
+    batches = IterableBatches(source)
+    assert list(batches) == [0, 1, 2] and list(batches) == [0, 1, 2] and len(batches) == 3
+    # No fourth next() to find the end: the length says where the epoch ends.
+    assert source.calls == ["len", "iter", "next", "next", "next", "iter", "next", "next", "next"]
+
+
+def test_an_endless_iterator_with_a_length_gives_epochs_of_that_length():
+    class Endless:
+        def __len__(self):
+            return 2
+
+        def __iter__(self):
+            return iter(range(100))
+
+    assert list(IterableBatches(Endless())) == [0, 1]
+
+
+def test_restart_begins_every_epoch_from_the_start_of_the_source():
+    loader = DataLoader(TensorDataset(torch.arange(6.0)), batch_size=2)
+    batches = IterableBatches(loader, steps=2, restart=True)
+    assert [b[0].tolist() for b in batches] == [[0, 1], [2, 3]]
+    assert [b[0].tolist() for b in batches] == [[0, 1], [2, 3]]  # the same batches, not [4, 5], [0, 1]
+
+
+def test_validation_batches_follow_poutynes_rule():
+    loader = DataLoader(TensorDataset(torch.arange(6.0)), batch_size=2)
+    assert len(validation_source(loader, 2, 5, "valid_generator")) == 2  # validation_steps first
+    assert len(validation_source(loader, None, 5, "valid_generator")) == 3  # then len()
+    assert len(validation_source(iter(range(9)), None, 5, "valid_generator")) == 5  # then steps_per_epoch
+    one_pass = validation_source(iter(range(4)), None, None, "valid_generator")
+    assert source_length(one_pass) is None and list(one_pass) == [0, 1, 2, 3]
+
+
+def test_batch_size_of_packed_sequences_and_dicts_that_say_it():
+    packed = pack_sequence([torch.ones(4, 2), torch.ones(3, 2), torch.ones(1, 2)])
+    assert batch_size_of(packed, torch.zeros(3)) == 3  # sequences, not time steps
+    assert batch_size_of({"batch_size": 7, "tokens": torch.zeros(50)}) == 7
+
+
+def test_to_device_moves_a_packed_sequence_and_keeps_its_batch_sizes_on_the_cpu():
+    packed = pack_sequence([torch.ones(3, 2), torch.ones(2, 2)], enforce_sorted=False)
+    (moved, other) = to_device((packed, np.zeros(2)), torch.device("cpu"))
+    assert isinstance(moved, PackedSequence) and moved.batch_sizes.device.type == "cpu"
+    assert torch.equal(moved.data, packed.data) and isinstance(other, torch.Tensor)

@@ -18,7 +18,7 @@ class Recorder(Callback):
         self.calls.append(f"epoch_begin {epoch_number}")
 
     def on_train_batch_begin(self, batch_number, logs):
-        self.calls.append(f"batch_begin {batch_number}")
+        self.calls.append(f"batch_begin {batch_number} {dict(logs)}")
 
     def on_backward_end(self, batch_number):
         self.calls.append(f"backward_end {batch_number}")
@@ -30,7 +30,7 @@ class Recorder(Callback):
         self.calls.append("valid_begin")
 
     def on_valid_batch_end(self, batch_number, logs):
-        self.calls.append(f"valid_batch_end {batch_number}")
+        self.calls.append(f"valid_batch_end {batch_number} {sorted(logs)}")
 
     def on_valid_end(self, logs):
         self.calls.append(f"valid_end {sorted(logs)}")
@@ -54,19 +54,21 @@ def test_hook_order_is_pinned():
     model = Model(nn.Linear(3, 2), "sgd", "cross_entropy", batch_metrics=["accuracy"])
     model.fit(x, y, validation_data=(x, y), batch_size=4, epochs=1, verbose=False, callbacks=[recorder])
     batch_keys = "['acc', 'batch', 'loss', 'size', 'time']"
+    # Poutyne's keys: validation batches and the validation end log their values with the val_ prefix.
+    valid_keys = "['batch', 'size', 'time', 'val_acc', 'val_loss']"
     assert recorder.calls == [
         "train_begin",
         "epoch_begin 1",
-        "batch_begin 1",
+        "batch_begin 1 {}",
         "backward_end 1",
         f"batch_end 1 {batch_keys}",
-        "batch_begin 2",
+        "batch_begin 2 {}",
         "backward_end 2",
         f"batch_end 2 {batch_keys}",
         "valid_begin",
-        "valid_batch_end 1",
-        "valid_batch_end 2",
-        "valid_end ['acc', 'loss']",
+        f"valid_batch_end 1 {valid_keys}",
+        f"valid_batch_end 2 {valid_keys}",
+        "valid_end ['time', 'val_acc', 'val_loss']",
         "epoch_end 1 ['acc', 'epoch', 'loss', 'time', 'val_acc', 'val_loss'] {'lr': 0.01}",
         "train_end",
     ]

@@ -162,6 +162,36 @@ def test_a_plain_generator_is_never_read_ahead():
     assert recorder.calls.count("train_batch") == 6
 
 
+def test_a_users_iterable_is_left_alone_and_a_dataloader_is_checked():
+    x, y = _data()
+
+    class Recording:
+        """A user's iterable with a length: reading it ahead would show in its calls."""
+
+        def __init__(self):
+            self.calls = []
+
+        def __len__(self):
+            self.calls.append("len")
+            return 6
+
+        def __iter__(self):
+            self.calls.append("iter")
+            return ((x[start : start + 16], y[start : start + 16]) for start in range(0, 96, 16))
+
+    train, valid = Recording(), Recording()
+    _model().fit_generator(train, valid, epochs=2, verbose=False)
+    assert train.calls == valid.calls == ["len", "iter", "iter"]  # one len, one pass per epoch, nothing else
+
+    wrong_shape = DataLoader(TensorDataset(torch.randn(16, 7), y[:16]), batch_size=8)
+    recorder = _Recorder()
+    with pytest.raises(RuntimeError, match=r"shapes cannot be multiplied|size mismatch|mat1 and mat2"):
+        _model().fit_generator(
+            DataLoader(TensorDataset(x, y), batch_size=8), wrong_shape, epochs=2, verbose=False, callbacks=[recorder]
+        )
+    assert "train_batch" not in recorder.calls  # the DataLoader was read ahead
+
+
 def _gan_step(ctx, batch):
     (real,) = batch
     generator, discriminator = ctx.networks["generator"], ctx.networks["discriminator"]

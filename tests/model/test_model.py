@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_sequence
 from torch.utils.data import DataLoader, TensorDataset
 
 from tests.learning_rates import LearningRates
-from trainwell import Model, set_seeds
+from trainwell import Callback, Model, set_seeds
 
 
 @pytest.fixture
@@ -271,7 +272,7 @@ def test_metrics_names_and_name_resolution():
         (
             lambda m, x, y: m.fit_generator((b for b in [(x, y)]), epochs=2, verbose=False),
             ValueError,
-            "has no len.*steps_per_epoch=N",
+            "no batch in epoch 2.*used up by one pass: give `steps_per_epoch`",
         ),
         (
             lambda m, x, y: m.fit(x, y, validation_data=(x,), verbose=False),
@@ -331,3 +332,106 @@ def test_validation_labels_are_checked_against_the_validation_data(data):
     bad[-1] = 7  # out of range for 3 classes, only in the validation targets
     with pytest.raises(ValueError, match=r"Class labels in `y` must lie in \[0, 2\].*labels from 0 to 7"):
         _model().fit(x, y, validation_data=(x, bad), epochs=1, verbose=False)
+
+
+class _Params(Callback):
+    def __init__(self):
+        self.seen = {}
+
+    def set_params(self, params):
+        self.seen = dict(params)
+
+    def on_test_batch_end(self, batch_number, logs):
+        self.test_batch = sorted(logs)
+
+    def on_test_end(self, logs):
+        self.test_end = sorted(logs)
+
+    def on_predict_end(self, logs):
+        self.predict_end = sorted(logs)
+
+
+def _batches(x, y, size=20):
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
+
+
+def test_callbacks_get_poutynes_params_exactly(data):
+    x, y = data
+    cases = [
+        (lambda m, c: m.fit(x, y, validation_data=(x, y), batch_size=20, epochs=2, callbacks=[c]),
+         {"epochs": 2, "steps": 3, "valid_steps": 3}),
+        (lambda m, c: m.fit(x, y, batch_size=20, epochs=2, callbacks=[c]), {"epochs": 2, "steps": 3}),
+        # validation_steps is reported even without validation data, as Poutyne does.
+        (lambda m, c: m.fit(x, y, batch_size=20, epochs=1, validation_steps=4, callbacks=[c]),
+         {"epochs": 1, "steps": 3, "valid_steps": 4}),
+        # Without a length, validation takes steps_per_epoch batches...
+        (lambda m, c: m.fit_generator(iter(_batches(x, y) * 4), iter(_batches(x, y) * 4), epochs=2,
+                                      steps_per_epoch=2, callbacks=[c]),
+         {"epochs": 2, "steps": 2, "valid_steps": 2}),
+        # ... and with neither, both run to the end of the source, with no valid_steps.
+        (lambda m, c: m.fit_generator(iter(_batches(x, y)), iter(_batches(x, y)), epochs=1, callbacks=[c]),
+         {"epochs": 1, "steps": None}),
+        (lambda m, c: m.evaluate_generator(_batches(x, y), callbacks=[c]), {"steps": 3}),
+        (lambda m, c: m.predict_generator(iter([x]), callbacks=[c]), {"steps": None}),
+    ]  # fmt: skip
+    for run, params in cases:
+        recorder = _Params()
+        run(_model(), recorder)
+        assert recorder.seen == params
+
+
+def test_evaluation_and_prediction_logs_have_poutynes_keys(data):
+    x, y = data
+    recorder = _Params()
+    model = _model(batch_metrics=["accuracy"])
+    model.evaluate(x, y, batch_size=20, callbacks=[recorder], verbose=False)
+    assert recorder.test_batch == ["batch", "size", "test_acc", "test_loss", "time"]
+    assert recorder.test_end == ["test_acc", "test_loss", "time"]
+    model.predict(x, callbacks=[recorder], verbose=False)
+    assert recorder.predict_end == ["time"]
+
+
+def test_a_generator_without_len_runs_to_its_end(data):
+    x, y = data
+    model = _model()
+    history = model.fit_generator(iter(_batches(x, y)), iter(_batches(x, y)), epochs=1, verbose=False)
+    assert len(history) == 1 and "val_loss" in history[0]
+
+
+def test_on_batch_methods_report_the_batch_metrics_only(data):
+    x, y = data
+    model = _model(batch_metrics=["accuracy"], epoch_metrics=["f1"])
+    loss, acc = model.train_on_batch(x, y)
+    assert isinstance(loss, float) and isinstance(acc, float)
+    logs = model.evaluate_on_batch(x, y, return_dict_format=True)
+    assert list(logs) == ["loss", "acc"]
+    assert model.batch_metrics_names == ["acc"] and model.epoch_metrics_names == ["fscore_macro"]
+
+
+def test_predict_generator_return_ground_truth_implies_pairs(data):
+    x, y = data
+    pred, true = _model().predict_generator(_batches(x, y), return_ground_truth=True, verbose=False)
+    assert pred.shape == (60, 3) and np.array_equal(true, y.numpy())
+
+
+class _Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(2, 4)
+
+    def forward(self, packed):
+        _, hidden = self.rnn(packed)
+        return hidden[-1]
+
+
+def test_packed_sequences_are_one_input():
+    set_seeds(0)
+    sequences = [torch.randn(length, 2) for length in (5, 4, 2)]
+    packed = pack_sequence(sequences)
+    model = Model(_Recurrent(), "sgd", "mse")
+    x, y = model.preprocess_input(packed, torch.zeros(3, 4))
+    assert isinstance(x, tuple) and isinstance(x[0], PackedSequence) and torch.equal(y, torch.zeros(3, 4))
+    assert model.preprocess_input(torch.ones(2, 2))[0].shape == (2, 2)
+    history = model.fit_generator([(packed, torch.zeros(3, 4))] * 2, epochs=1, verbose=False)
+    assert history[0]["loss"] >= 0
+    assert model.predict_on_batch(packed).shape == (3, 4)

@@ -14,12 +14,19 @@ wrapped in ``on_train_begin`` / ``on_train_end``. ``evaluate*`` calls the ``on_t
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from trainwell.optimizers import learning_rates
 
-__all__ = ["HOOKS", "Callback", "CallbackList", "epoch_learning_rates", "with_learning_rates"]
+__all__ = [
+    "HOOKS",
+    "Callback",
+    "CallbackList",
+    "epoch_learning_rates",
+    "listened_hooks",
+    "with_learning_rates",
+]
 
 HOOKS = (
     "on_train_begin",
@@ -179,51 +186,73 @@ def _similar(name: str, hook: str) -> bool:
 
 
 class CallbackList:
-    """Calls a hook on every callback that overrides it, in order.
+    """Calls a hook on every callback that listens to it, in order.
 
-    Callbacks that keep a hook's default no-op are skipped, so a batch hook nobody listens to costs
-    one empty-list check per batch.
+    A :class:`Callback` subclass listens to the hooks its class overrides (``listened_hooks``), so a
+    batch hook nobody overrides costs one empty-list check per batch. Any other object with hook
+    methods (a duck-typed callback, a ``MagicMock(spec=Callback)``) has every hook it defines called,
+    as Poutyne does.
 
     >>> calls = []
     >>> class Recorder(Callback):
     ...     def on_epoch_end(self, epoch_number, logs):
     ...         calls.append(epoch_number)
-    >>> CallbackList([Recorder()]).on_epoch_end(1, {})
-    >>> calls
-    [1]
+    >>> callbacks = CallbackList([Recorder()])
+    >>> callbacks.on_epoch_end(1, {})
+    >>> callbacks.append(Recorder())
+    >>> callbacks.on_epoch_end(2, {})
+    >>> calls, len(list(callbacks))
+    ([1, 2, 2], 2)
     """
 
-    def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
-        self.callbacks = list(callbacks)
-        for callback in self.callbacks:
-            if not isinstance(callback, Callback):
-                raise TypeError(
-                    f"`callbacks` must hold Callback instances. Received an element of type "
-                    f"{type(callback).__name__}; subclass trainwell.Callback."
-                )
+    def __init__(self, callbacks: Iterable[Any] | None = ()) -> None:
+        self.callbacks: list[Any] = []
         self.listeners: dict[str, list[Any]] = {hook: [] for hook in HOOKS}
-        for callback in self.callbacks:
-            for hook in callback.listened_hooks():
-                self.listeners[hook].append(getattr(callback, hook))
         # Whether a step's gradients must outlive its optimizer step (see Callback.reads_gradients).
-        self.reads_gradients = any(
-            getattr(callback, "reads_gradients", True) is not False
-            for callback in self.callbacks
-            if "on_train_batch_end" in callback.listened_hooks()
-        )
+        self.reads_gradients = False
+        for callback in callbacks or ():
+            self.append(callback)
+
+    def append(self, callback: Any) -> None:
+        """Adds ``callback`` after the others.
+
+        Raises:
+            TypeError: ``callback`` has neither ``set_model`` nor any hook method.
+        """
+        hooks = listened_hooks(callback)
+        if not hooks and not callable(getattr(callback, "set_model", None)):
+            raise TypeError(
+                f"`callbacks` must hold callbacks (objects with hook methods such as on_epoch_end). Received an "
+                f"element of type {type(callback).__name__}; subclass trainwell.Callback."
+            )
+        self.callbacks.append(callback)
+        for hook in hooks:
+            self.listeners[hook].append(getattr(callback, hook))
+        if "on_train_batch_end" in hooks and getattr(callback, "reads_gradients", True) is not False:
+            self.reads_gradients = True
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.callbacks)
+
+    def __len__(self) -> int:
+        return len(self.callbacks)
 
     def set_model(self, model: Any) -> None:
         """Gives every callback the model."""
         for callback in self.callbacks:
-            callback.set_model(model)
+            setter = getattr(callback, "set_model", None)
+            if setter is not None:
+                setter(model)
 
     def set_params(self, params: dict[str, Any]) -> None:
         """Gives every callback the run's parameters."""
         for callback in self.callbacks:
-            callback.set_params(params)
+            setter = getattr(callback, "set_params", None)
+            if setter is not None:
+                setter(params)
 
     def call(self, hook: str, *args: Any) -> None:
-        """Calls ``hook`` with ``args`` on every callback that overrides it."""
+        """Calls ``hook`` with ``args`` on every callback that listens to it."""
         for method in self.listeners[hook]:
             method(*args)
 
@@ -237,8 +266,9 @@ class CallbackList:
             try:
                 method(exception)
             except Exception as error:
+                owner = getattr(method, "__self__", method)
                 warnings.warn(
-                    f"{type(method.__self__).__name__}.on_exception raised {type(error).__name__}: {error} while "
+                    f"{type(owner).__name__}.on_exception raised {type(error).__name__}: {error} while "
                     f"handling {type(exception).__name__}; the original error propagates.",
                     stacklevel=2,
                 )
@@ -247,6 +277,27 @@ class CallbackList:
         if hook in HOOKS:
             return lambda *args: self.call(hook, *args)
         raise AttributeError(hook)
+
+
+def listened_hooks(callback: Any) -> list[str]:
+    """The hooks the loop calls on ``callback``.
+
+    For a :class:`Callback` subclass, those it listens to (by default, those its class overrides);
+    for any other object, every hook it has as a method, whether or not it does anything.
+
+    >>> class OnEpochs(Callback):
+    ...     def on_epoch_end(self, epoch_number, logs): ...
+    >>> listened_hooks(OnEpochs())
+    ['on_epoch_end']
+    >>> class DuckTyped:
+    ...     def on_train_begin(self, logs): ...
+    >>> listened_hooks(DuckTyped())
+    ['on_train_begin']
+    """
+    if issubclass(type(callback), Callback):
+        return list(callback.listened_hooks())
+    # type(), not isinstance: a MagicMock(spec=Callback) passes isinstance but defines no hook of its own.
+    return [hook for hook in HOOKS if callable(getattr(callback, hook, None))]
 
 
 def epoch_learning_rates(model: Any) -> dict[str, float]:

@@ -6,13 +6,15 @@ multi-output networks go through the same code as single tensors.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import PackedSequence
 
-from trainwell.utils.tensors import numpy_to_torch, torch_apply
+from trainwell.utils.tensors import numpy_to_torch
 
 __all__ = ["batch_size_of", "concatenate", "count_samples", "flatten", "split_batch", "to_device"]
 
@@ -86,13 +88,19 @@ def split_batch(batch: Any, argument: str = "generator") -> tuple[Any, Any]:
 def batch_size_of(x: Any, y: Any = None) -> int:
     """The number of samples in a batch: the first dimension of the first tensor found in ``x``, else ``y``.
 
-    Used to weight batch averages, so that a smaller last batch counts for less.
+    Used to weight batch averages, so that a smaller last batch counts for less. A ``PackedSequence``
+    counts its sequences; a dict with an integer ``'batch_size'`` entry gives it.
 
     >>> batch_size_of((torch.zeros(3, 2), torch.zeros(3)), torch.zeros(3))
     3
+    >>> batch_size_of({'batch_size': 5, 'ids': torch.zeros(40)})
+    5
     """
     if isinstance(x, torch.Tensor) and x.dim() > 0:
         return len(x)
+    for obj in (x, y):
+        if isinstance(obj, Mapping) and isinstance(obj.get("batch_size"), numbers.Integral):
+            return int(obj["batch_size"])
     for obj in (x, y):
         found = _first_sized(obj)
         if found is not None:
@@ -103,6 +111,8 @@ def batch_size_of(x: Any, y: Any = None) -> int:
 def _first_sized(obj: Any) -> int | None:
     if isinstance(obj, (torch.Tensor, np.ndarray)):
         return len(obj) if obj.ndim > 0 else None
+    if isinstance(obj, PackedSequence):
+        return int(obj.batch_sizes[0])  # batch_sizes lives on the CPU: no device read
     if isinstance(obj, (tuple, list)):
         for item in obj:
             found = _first_sized(item)
@@ -131,9 +141,26 @@ def to_device(batch: Any, device: torch.device | None) -> Any:
     batch = numpy_to_torch(batch)
     if device is None:
         return batch
-    return torch_apply(
-        batch, lambda tensor: tensor if tensor.device == device else tensor.to(device, non_blocking=True)
-    )
+    return _moved(batch, device)
+
+
+def _moved(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.device == device else obj.to(device, non_blocking=True)
+    if isinstance(obj, PackedSequence):
+        # Its batch_sizes must stay on the CPU; the data and the index tensors move.
+        indices = [
+            None if index is None else _moved(index, device) for index in (obj.sorted_indices, obj.unsorted_indices)
+        ]
+        return obj._replace(data=_moved(obj.data, device), sorted_indices=indices[0], unsorted_indices=indices[1])
+    if isinstance(obj, tuple):
+        items = [_moved(item, device) for item in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
+    if isinstance(obj, list):
+        return [_moved(item, device) for item in obj]
+    if isinstance(obj, Mapping):
+        return {key: _moved(value, device) for key, value in obj.items()}
+    return obj
 
 
 def concatenate(parts: list[Any]) -> Any:

@@ -5,10 +5,11 @@ Every public entry of ``Model`` turns its data arguments into a source here, and
 * in-memory tensors and arrays (``fit``, ``evaluate``, ``predict``): :func:`tensor_source`;
 * a ``Dataset`` (``*_dataset``): :func:`dataset_source`, a ``DataLoader`` that then goes through
   :func:`iterable_source` like any user loader;
-* a ``DataLoader``, a list or a generator of batches (``*_generator``): :func:`iterable_source`.
+* a ``DataLoader``, a list or a generator of batches (``*_generator``): :func:`iterable_source`, and
+  :func:`validation_source` for the validation batches of a ``fit``.
 
-The argument checks that belong to data (pairs, datasets, endless generators) are made on the way, with
-errors that name the user's argument.
+The argument checks that belong to data (pairs, datasets) are made on the way, with errors that name
+the user's argument.
 """
 
 from __future__ import annotations
@@ -20,18 +21,18 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from trainwell.data.loaders import dataset_loader
-from trainwell.data.sources import IterableBatches, TensorBatches, source_length
+from trainwell.data.sources import IterableBatches, TensorBatches
 from trainwell.utils.tensors import numpy_to_torch
 
 __all__ = [
     "dataset_argument",
     "dataset_source",
     "first_of_each",
-    "iterable_argument",
     "iterable_source",
     "pair_argument",
     "tensor_dataset",
     "tensor_source",
+    "validation_source",
 ]
 
 
@@ -75,17 +76,6 @@ def dataset_argument(dataset: Any, argument: str) -> Dataset[Any]:
             f"Received: {argument} of type {type(dataset).__name__}."
         )
     return dataset
-
-
-def iterable_argument(source: Any, steps: int | None, argument: str, steps_argument: str) -> IterableBatches:
-    """Wraps a training or validation iterable, refusing one whose epochs would have no end."""
-    batches = IterableBatches(source, steps, argument)
-    if steps is None and source_length(batches) is None:
-        raise ValueError(
-            f"`{argument}` has no len() (a plain generator), so an epoch has no end. Pass "
-            f"`{steps_argument}=N` to set the number of batches per epoch, or give a DataLoader or a list."
-        )
-    return batches
 
 
 def tensor_source(
@@ -139,17 +129,31 @@ def dataset_source(
     )
 
 
-def iterable_source(
-    source: Any, steps: int | None, argument: str, steps_argument: str | None = None
-) -> IterableBatches:
-    """An iterable of batches -> a source of ``steps`` batches (or one pass).
+def iterable_source(source: Any, steps: int | None, argument: str, *, restart: bool = False) -> IterableBatches:
+    """An iterable of batches -> a source of ``steps`` batches per epoch (or one pass).
 
-    With ``steps_argument`` (training and validation), a source with no end (a plain generator without
-    ``steps``) is refused with an error naming both arguments; evaluation and prediction read it once.
+    Without ``steps``, an epoch takes ``len(source)`` batches when the source has a length, else reads
+    it until it stops (a plain generator is then used up by the first epoch). ``restart`` begins every
+    epoch with a fresh ``iter(source)`` (validation: each epoch evaluates the same batches).
 
-    >>> len(iterable_source([(torch.zeros(1), torch.zeros(1))] * 3, None, "train_generator", "steps_per_epoch"))
+    >>> len(iterable_source([(torch.zeros(1), torch.zeros(1))] * 3, None, "train_generator"))
     3
     """
-    if steps_argument is None:
-        return IterableBatches(source, steps, argument)
-    return iterable_argument(source, steps, argument, steps_argument)
+    return IterableBatches(source, steps, argument, restart=restart)
+
+
+def validation_source(
+    source: Any, validation_steps: int | None, steps_per_epoch: int | None, argument: str
+) -> IterableBatches:
+    """The validation batches of each epoch, counted as Poutyne counts them.
+
+    ``validation_steps`` batches when given; else ``len(source)``; else, for a source without a length,
+    ``steps_per_epoch`` batches when that is given; else one whole pass. Every epoch restarts the source.
+
+    >>> len(validation_source(iter([1, 2, 3]), None, 2, "valid_generator"))
+    2
+    """
+    batches = IterableBatches(source, validation_steps, argument, restart=True)
+    if batches.length is None and steps_per_epoch is not None:
+        batches = IterableBatches(source, steps_per_epoch, argument, restart=True)
+    return batches

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sized
+from itertools import islice
 from typing import Any
 
 import torch
@@ -116,19 +117,29 @@ class TensorBatches:
 class IterableBatches:
     """Batches from a DataLoader, a generator or any iterable, optionally cycled to ``steps`` per epoch.
 
+    The source's ``len()`` is read once, when the source is built. An epoch then takes exactly that many
+    batches (or ``steps``), so the source is never asked for one more; a source without a length is read
+    until it stops.
+
     With ``steps`` given, an exhausted iterable is restarted with ``iter()``: a DataLoader begins a new
-    pass, while a one-shot generator simply continues (and ends the epoch early when it runs dry).
+    pass, while a one-shot generator simply continues (and ends the epoch early when it runs dry). Between
+    epochs, a training source continues where the previous epoch stopped (every batch of a long loader
+    is seen in turn); with ``restart=True`` (validation), every epoch starts from a fresh ``iter()``, so
+    that each epoch evaluates the same batches, as Poutyne does.
 
     Args:
         source: the iterable of batches.
         steps: batches per epoch, or None for one full pass.
         argument: the argument name used in error messages.
+        restart: begin each epoch with a new ``iter(source)`` instead of continuing.
 
     >>> list(IterableBatches([1, 2], steps=3))
     [1, 2, 1]
     """
 
-    def __init__(self, source: Iterable[Any], steps: int | None = None, argument: str = "generator") -> None:
+    def __init__(
+        self, source: Iterable[Any], steps: int | None = None, argument: str = "generator", restart: bool = False
+    ) -> None:
         if not isinstance(source, Iterable):
             raise TypeError(
                 f"`{argument}` must be an iterable of batches (a DataLoader, a generator, a list...). "
@@ -137,6 +148,9 @@ class IterableBatches:
         sharded = distributed.world_size() > 1 and not isinstance(source, TensorBatches)
         self.source = sharded_loader(source, argument) if sharded else source
         self.steps = steps
+        self.restart = restart
+        # Read once: a user's __len__ may be costly, or count its calls (Poutyne reads it once too).
+        self.length = steps if steps is not None else _sized_length(self.source)
         self._iterator: Iterator[Any] | None = None
 
     @property
@@ -165,9 +179,9 @@ class IterableBatches:
 
     def __len__(self) -> int:
         """Batches per epoch; raises TypeError when the source has no length and no ``steps`` was set."""
-        if self.steps is not None:
-            return self.steps
-        return len(self.source)  # type: ignore[arg-type]
+        if self.length is None:
+            raise TypeError(f"The source of type {type(self.source).__name__} has no len().")
+        return self.length
 
     def skip_next_epoch(self, batches: int) -> bool:
         """Asks the source to leave out the next epoch's first ``batches`` batches without loading them.
@@ -184,10 +198,13 @@ class IterableBatches:
 
     def __iter__(self) -> Iterator[Any]:
         if self.steps is None:
-            yield from self.source
+            if self.length is None:
+                yield from self.source
+            else:
+                yield from islice(self.source, self.length)
             return
         # A generator object keeps its place across epochs; a DataLoader restarts each pass.
-        iterator = self._iterator if self._iterator is not None else iter(self.source)
+        iterator = self._iterator if self._iterator is not None and not self.restart else iter(self.source)
         produced = 0
         restarted_empty = False
         while produced < self.steps:
@@ -219,6 +236,16 @@ def is_sharded(source: Any) -> bool:
         return source.steps is None and is_sharded(source.source)
     sampler = getattr(getattr(source, "batch_sampler", None), "sampler", None)
     return isinstance(sampler, ShardedSampler)
+
+
+def _sized_length(source: Any) -> int | None:
+    """``len(source)``, or None when it has none (or refuses, like a loader over an IterableDataset)."""
+    if not isinstance(source, Sized):
+        return None
+    try:
+        return len(source)
+    except TypeError:
+        return None
 
 
 def source_length(source: Iterable[Any]) -> int | None:

@@ -16,15 +16,19 @@ import torch
 
 from trainwell.callbacks.base import CallbackList
 from trainwell.data.batches import split_batch
+from trainwell.engine.batch_logs import call_batch_end
 from trainwell.engine.rng import capture_rng, restore_rng
 from trainwell.engine.step_context import StepContext
 from trainwell.engine.step_outputs import StepOutputs
 from trainwell.engine.steps import Steps
-from trainwell.engine.tracking import BatchLogs, MetricTracker
+from trainwell.engine.tracking import MetricTracker
 from trainwell.metrics.base import BatchMetric, EpochMetric
 from trainwell.optimizers import learning_rates
 
-__all__ = ["Loop", "LoopState", "ResumePoint"]
+__all__ = ["PHASE_PREFIXES", "Loop", "LoopState", "ResumePoint"]
+
+# What Poutyne puts before the loss and metric keys of a phase's batch and end logs.
+PHASE_PREFIXES = {"train": "", "valid": "val_", "test": "test_"}
 
 
 @dataclass
@@ -39,6 +43,7 @@ class LoopState:
         optimizer_steps: optimizer updates applied since the model was created (fewer than
             ``global_step`` with ``batches_per_step > 1``): what per-step LR schedules count.
         tracker: the running values of the current phase (read with ``tracker.running_logs()``).
+        batches_per_step: the ``batches_per_step`` of the current ``fit`` (batches per optimizer update).
         learning_rates: the learning rates the last training epoch ended with (``{'lr': ...}``, or
             ``lr_group_i`` / ``lr_<name>`` keys), read before ``on_epoch_end`` can step an epoch scheduler.
             The epoch logs carry no ``lr`` (Poutyne's contract); loggers write these beside them.
@@ -49,6 +54,7 @@ class LoopState:
     batch: int = 0
     global_step: int = 0
     optimizer_steps: int = 0
+    batches_per_step: int = 1
     tracker: MetricTracker | None = field(default=None, repr=False)
     # The random generators' states when the current training epoch began, before its data source was
     # iterated: a mid-epoch resume replays the source's shuffle from them.
@@ -144,8 +150,11 @@ class Loop:
         context.batch_number = self.state.batch
         return context
 
-    def new_tracker(self, with_loss: bool = True, source: Any = None) -> MetricTracker:
+    def new_tracker(self, with_loss: bool = True, source: Any = None, with_epoch_metrics: bool = True) -> MetricTracker:
         """A fresh tracker for a phase, made visible to callbacks as ``state.tracker``.
+
+        ``with_epoch_metrics=False`` leaves the epoch metrics out (``train_on_batch`` and
+        ``evaluate_on_batch`` report the loss and batch metrics only, as in Poutyne).
 
         When the phase's source holds its targets in memory (``fit(x, y)``, ``evaluate(x, y)``), they are
         all checked once at the first batch, and class labels that are all >= 0 let counts metrics track
@@ -153,7 +162,8 @@ class Loop:
         """
         targets = getattr(source, "targets", None)
         self.steps.all_targets = targets
-        tracker = MetricTracker(self.batch_metrics, self.epoch_metrics, with_loss=with_loss)
+        epoch_metrics = self.epoch_metrics if with_epoch_metrics else []
+        tracker = MetricTracker(self.batch_metrics, epoch_metrics, with_loss=with_loss)
         tracker.reset(targets_valid=_all_class_labels(targets))
         self.state.tracker = tracker
         return tracker
@@ -177,6 +187,7 @@ class Loop:
                 f"{initial_epoch}. Pass initial_epoch={resume.epoch}."
             )
         self.owner.stop_training = False
+        self.state.batches_per_step = batches_per_step
         callbacks.on_train_begin({})
         try:
             self._epochs(train, valid, epochs, initial_epoch, batches_per_step, callbacks, resume, history)
@@ -214,10 +225,13 @@ class Loop:
             # write it; the logs themselves carry no lr, as in Poutyne.
             self.state.learning_rates = learning_rates(self.steps.optimizer)
             if valid is not None:
+                valid_started = time.perf_counter()
                 callbacks.on_valid_begin({})
-                valid_logs = self.evaluate_phase(valid, "valid", callbacks)
-                callbacks.on_valid_end(valid_logs)
-                logs.update({f"val_{key}": value for key, value in valid_logs.items()})
+                valid_logs = {
+                    f"val_{key}": value for key, value in self.evaluate_phase(valid, "valid", callbacks).items()
+                }
+                callbacks.on_valid_end({"time": time.perf_counter() - valid_started, **valid_logs})
+                logs.update(valid_logs)
             epoch_logs = {"epoch": epoch, "time": time.perf_counter() - started, **logs}
             self.state.epoch_done = True
             callbacks.on_epoch_end(epoch, epoch_logs)
@@ -267,7 +281,7 @@ class Loop:
                     timer("data")
                 state.batch = batch_number
                 for method in begin:
-                    method(batch_number, {"batch": batch_number})
+                    method(batch_number, {})
                 started = time.perf_counter()
                 if custom is None:
                     result = steps.forward_backward(batch, accumulate=accumulate)
@@ -292,7 +306,7 @@ class Loop:
                 if timer is not None:
                     timer("metrics")
                 if end:
-                    _call_batch_end(end, batch_number, result.size, started, tracker, values)
+                    call_batch_end(end, batch_number, result.size, started, tracker, values)
                 if timer is not None:
                     timer("callbacks")
                 if self.owner.stop_training:
@@ -301,7 +315,10 @@ class Loop:
                 steps.optimizer_step()  # the epoch's last, incomplete accumulation still counts
                 state.optimizer_steps += 1
         if batch_number == 0:
-            raise ValueError("The training data produced no batch: check that it is not empty.")
+            raise ValueError(
+                f"The training data produced no batch in epoch {state.epoch}: check that it is not empty. A "
+                "generator is used up by one pass: give `steps_per_epoch`, or an iterable that restarts."
+            )
         logs = {**tracker.compute(), **steps.precision.epoch_logs()}
         return self._epoch_end("train", tracker, logs)
 
@@ -322,6 +339,7 @@ class Loop:
         """
         steps, state = self.steps, self.state
         custom = steps.evaluate_function
+        prefix = PHASE_PREFIXES[phase]
         tracker = self.new_tracker(with_loss=custom is None, source=source)
         state.phase = phase
         self._epoch_start(phase, tracker)
@@ -334,7 +352,7 @@ class Loop:
             for batch_number, batch in enumerate(source, 1):
                 state.batch = batch_number
                 for method in begin:
-                    method(batch_number, {"batch": batch_number})
+                    method(batch_number, {})
                 started = time.perf_counter()
                 if custom is None:
                     result = steps.evaluate(batch)
@@ -348,7 +366,7 @@ class Loop:
                 if collect is not None:
                     collect.append((result.y_pred, result.y_true))
                 if end:
-                    _call_batch_end(end, batch_number, result.size, started, tracker, values)
+                    call_batch_end(end, batch_number, result.size, started, tracker, values, prefix)
         if batch_number == 0:
             raise ValueError(f"The {phase} data produced no batch: check that it is not empty.")
         return self._epoch_end(phase, tracker, tracker.compute())
@@ -369,7 +387,7 @@ class Loop:
             for batch_number, batch in enumerate(source, 1):
                 state.batch = batch_number
                 for method in begin:
-                    method(batch_number, {"batch": batch_number})
+                    method(batch_number, {})
                 started = time.perf_counter()
                 if has_ground_truth:
                     x, y = split_batch(batch)
@@ -422,13 +440,3 @@ def _continue(source: Iterable[Any], done: int, epoch_rng: dict[str, Any] | None
 
 
 _END = object()
-
-
-def _call_batch_end(
-    listeners: list[Any], batch_number: int, size: int, started: float, tracker: MetricTracker, values: list[Any]
-) -> None:
-    # Lazy logs: the batch's tensors reach the host only if a listener reads them.
-    base = {"batch": batch_number, "size": size, "time": time.perf_counter() - started}
-    logs = BatchLogs(base, tracker, values)
-    for method in listeners:
-        method(batch_number, logs)

@@ -8,22 +8,25 @@ buffers (batch-norm statistics), gradients, optimizer states, gradient scaler, l
 modes and every random generator are exactly as before, so the run is bit for bit the one it would have
 been without the check.
 
-Only sources that can be iterated again from their start are used (tensors in memory, DataLoaders,
-lists): a plain generator's batches would be lost to the real epoch, so it is left alone.
+Only sources that can be read again from their start without anything the user could notice are used
+(tensors in memory, DataLoaders over map-style datasets, lists and tuples of batches): a generator's
+batches would be lost to the real epoch, and a user's own iterable may count its calls or consume a
+stream, so those are left alone.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from itertools import islice
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader, IterableDataset
 
-from trainwell.data.sources import IterableBatches
+from trainwell.data.sources import IterableBatches, TensorBatches
 from trainwell.engine.rng import capture_rng, restore_rng
 
 __all__ = ["DEFAULT_SANITY_BATCHES", "check_sanity_option", "sanity_check"]
@@ -50,20 +53,24 @@ def check_sanity_option(value: Any) -> int:
 def reiterable(source: Any) -> Iterable[Any] | None:
     """The iterable to read a few batches from without disturbing the run, or None when there is none.
 
-    ``IterableBatches`` keeps its own iterator across epochs (``steps_per_epoch``): the user's iterable
-    inside it is read through a fresh ``iter()`` instead. One-shot iterators and unsized iterables are
-    refused.
+    Only sources whose reading changes nothing the user can see are read ahead: in-memory tensors, lists
+    and tuples of batches, and ``DataLoader`` s over map-style datasets (their shuffle is put back with the
+    random generators). Anything else (a generator, a stream, a user's iterable class, whose reading may
+    consume data or count calls) is left alone, as is an empty source. ``IterableBatches`` keeps its own
+    iterator across epochs (``steps_per_epoch``): the user's iterable inside it is read through a fresh
+    ``iter()`` instead, and its length is the one read when the source was built.
 
     >>> reiterable([(1, 2)]) is not None, reiterable(iter([(1, 2)]))
     (True, None)
     """
     inner = source.source if isinstance(source, IterableBatches) else source
-    if not isinstance(inner, Iterable) or isinstance(inner, Iterator) or not isinstance(inner, Sized):
+    if isinstance(inner, DataLoader):
+        if isinstance(inner.dataset, IterableDataset):
+            return None
+    elif not isinstance(inner, (TensorBatches, list, tuple)):
         return None
-    try:
-        return inner if len(inner) > 0 else None
-    except TypeError:  # a Sized whose __len__ refuses (an IterableDataset's loader)
-        return None
+    length = source.length if isinstance(source, IterableBatches) else len(inner)
+    return inner if length else None
 
 
 def _generators(source: Any) -> list[torch.Generator]:

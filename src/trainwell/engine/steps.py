@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from trainwell.data.batches import batch_size_of, split_batch, to_device
 from trainwell.engine.precision import MixedPrecision
@@ -61,8 +62,13 @@ def _pair_and_size(batch: Any) -> tuple[Any, Any, int]:
 
 
 def call_network(network: Callable[..., Any], x: Any) -> Any:
-    """Calls the network the Poutyne way: a tuple or list of inputs is unpacked into ``network(*x)``."""
-    return network(*x) if isinstance(x, (tuple, list)) else network(x)
+    """Calls the network the Poutyne way: a tuple or list of inputs is unpacked into ``network(*x)``.
+
+    A ``PackedSequence`` (a named tuple) is one input, not a tuple of them.
+    """
+    if isinstance(x, (tuple, list)) and not isinstance(x, PackedSequence):
+        return network(*x)
+    return network(x)
 
 
 class Steps:

@@ -10,11 +10,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch.nn.utils.rnn import PackedSequence
 from torch.utils.data import Dataset
 
 from trainwell import distributed
 from trainwell.callbacks.base import Callback
-from trainwell.data.batches import concatenate
+from trainwell.data.batches import concatenate, to_device
 from trainwell.data.inputs import dataset_source, iterable_source, tensor_source
 from trainwell.data.sources import is_sharded, source_length
 from trainwell.model.returns import format_evaluation, format_outputs
@@ -39,6 +40,13 @@ class EvaluateAndPredict:
 
         @property
         def metrics_names(self) -> list[str]:
+            """Provided by ``Model``."""
+
+        @property
+        def batch_metrics_names(self) -> list[str]:
+            """Provided by ``Model``."""
+
+        def _data_device(self) -> torch.device | None:
             """Provided by ``Model``."""
 
     # -- evaluation ---------------------------------------------------------------------------------------
@@ -257,16 +265,14 @@ class EvaluateAndPredict:
         progress_options: dict[str, Any] | None = None,
         callbacks: list[Callback] | None = None,
     ) -> Any:
-        """Predictions on an iterable of input batches (or ``(x, y)`` with ``has_ground_truth=True``)."""
+        """Predictions on an iterable of input batches (or ``(x, y)`` with ``has_ground_truth=True``).
+
+        ``return_ground_truth=True`` implies ``has_ground_truth``: the batches are ``(x, y)`` pairs.
+        """
         check_positive_int(steps, "steps", allow_none=True)
-        if return_ground_truth and not has_ground_truth:
-            raise ValueError(
-                "`return_ground_truth=True` needs batches that hold targets: pass has_ground_truth=True "
-                "and yield (x, y) pairs."
-            )
         return self._predict(
             iterable_source(generator, steps, "generator"),
-            has_ground_truth,
+            has_ground_truth or return_ground_truth,
             return_ground_truth,
             concatenate_returns,
             convert_to_numpy,
@@ -287,10 +293,11 @@ class EvaluateAndPredict:
         callbacks: list[Callback] | None,
     ) -> Any:
         callback_list = self._callbacks(callbacks, verbose, progress_options, {"steps": source_length(source)})
+        started = time.perf_counter()
         with self._running():
             callback_list.on_predict_begin({})
             predictions, truths = self._loop.predict_phase(source, callback_list, has_ground_truth)
-            callback_list.on_predict_end({})
+            callback_list.on_predict_end({"time": time.perf_counter() - started})
         output = {"concatenate_returns": concatenate_returns, "convert_to_numpy": convert_to_numpy}
         result = format_outputs(_from_every_rank(predictions, source), **output)
         if return_ground_truth:
@@ -307,11 +314,14 @@ class EvaluateAndPredict:
         return_dict_format: bool = False,
         convert_to_numpy: bool = True,
     ) -> Any:
-        """One optimization step on one batch; returns its loss and metrics like :meth:`evaluate`."""
+        """One optimization step on one batch; returns its loss and batch metrics like :meth:`evaluate`.
+
+        Epoch metrics are left out: they describe a whole phase, not one batch (as in Poutyne).
+        """
         if self.optimizer is None:
             raise RuntimeError("This Model has no optimizer: pass `optimizer` to Model(...) before training.")
         with self._running():
-            tracker = self._loop.new_tracker()
+            tracker = self._loop.new_tracker(with_epoch_metrics=False)
             self.network.train(True)
             with torch.enable_grad():
                 result = self._steps.forward_backward((numpy_to_torch(x), numpy_to_torch(y)), accumulate=False)
@@ -329,9 +339,9 @@ class EvaluateAndPredict:
         return_dict_format: bool = False,
         convert_to_numpy: bool = True,
     ) -> Any:
-        """Loss and metrics of one batch, without gradients."""
+        """Loss and batch metrics of one batch, without gradients (epoch metrics are left out)."""
         with self._running():
-            tracker = self._loop.new_tracker()
+            tracker = self._loop.new_tracker(with_epoch_metrics=False)
             self.network.eval()
             with torch.no_grad():
                 result = self._steps.evaluate((numpy_to_torch(x), numpy_to_torch(y)))
@@ -360,12 +370,33 @@ class EvaluateAndPredict:
             extras = (format_outputs([y_pred], concatenate_returns=True, convert_to_numpy=convert_to_numpy),)
         return format_evaluation(
             logs,
-            self.metrics_names,
+            self.batch_metrics_names,
             return_dict_format=return_dict_format,
             prefix="",
             elapsed=None,
             extras=extras,
         )
+
+    def preprocess_input(self, x: Any, y: Any = None) -> Any:
+        """Inputs (and targets) as a step hands them to the network: tensors on the model's device.
+
+        ``x`` comes back as a tuple of the network's arguments (a single input, a ``PackedSequence``
+        included, becomes a 1-tuple), with ``y`` beside it when given: ``(x, y)``. NumPy arrays become
+        tensors.
+
+        >>> from trainwell import Model
+        >>> model = Model(torch.nn.Linear(2, 1), 'sgd', 'mse')
+        >>> x, y = model.preprocess_input(torch.ones(3, 2), torch.zeros(3, 1))
+        >>> type(x).__name__, x[0].shape
+        ('tuple', torch.Size([3, 2]))
+        """
+        device = self._data_device()
+        x = to_device(x, device)
+        if not isinstance(x, (tuple, list)) or isinstance(x, PackedSequence):
+            x = (x,)
+        if y is None:
+            return x
+        return x, to_device(y, device)
 
 
 def _from_every_rank(parts: list[Any], source: Any) -> list[Any]:

@@ -16,7 +16,14 @@ from torch.utils.data import Dataset
 from trainwell import distributed
 from trainwell.callbacks.base import Callback, CallbackList
 from trainwell.callbacks.progress import ProgressionCallback
-from trainwell.data.inputs import dataset_source, iterable_source, pair_argument, tensor_dataset, tensor_source
+from trainwell.data.inputs import (
+    dataset_source,
+    iterable_source,
+    pair_argument,
+    tensor_dataset,
+    tensor_source,
+    validation_source,
+)
 from trainwell.data.sources import IterableBatches, TensorBatches, source_length
 from trainwell.engine import sanity
 from trainwell.engine.compilation import CompiledNetwork, compile_options
@@ -178,7 +185,17 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
     @property
     def metrics_names(self) -> list[str]:
         """The log keys of the metrics, batch metrics first."""
-        return [name for metric in [*self.batch_metrics, *self.epoch_metrics] for name in metric.names]
+        return [*self.batch_metrics_names, *self.epoch_metrics_names]
+
+    @property
+    def batch_metrics_names(self) -> list[str]:
+        """The log keys of the batch metrics."""
+        return [name for metric in self.batch_metrics for name in metric.names]
+
+    @property
+    def epoch_metrics_names(self) -> list[str]:
+        """The log keys of the epoch metrics."""
+        return [name for metric in self.epoch_metrics for name in metric.names]
 
     @property
     def state(self) -> LoopState:
@@ -343,13 +360,17 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
     ) -> list[dict[str, Any]]:
         """Trains on an iterable of ``(x, y)`` batches: a DataLoader, a list, a generator...
 
-        A source without ``len`` (a plain generator) needs ``steps_per_epoch``; it then continues where
-        the previous epoch stopped, while a DataLoader is restarted whenever it runs out.
+        An epoch takes ``steps_per_epoch`` batches, else ``len(train_generator)``, else reads the source
+        until it stops (a plain generator is then used up by the first epoch: give ``steps_per_epoch``).
+        With ``steps_per_epoch``, a training source continues where the previous epoch stopped, and is
+        restarted whenever it runs out. Validation takes ``validation_steps`` batches, else
+        ``len(valid_generator)``, else ``steps_per_epoch`` for a source without a length, else a whole
+        pass; it starts from the beginning of ``valid_generator`` every epoch.
         """
-        train = iterable_source(train_generator, steps_per_epoch, "train_generator", "steps_per_epoch")
+        train = iterable_source(train_generator, steps_per_epoch, "train_generator")
         valid = None
         if valid_generator is not None:
-            valid = iterable_source(valid_generator, validation_steps, "valid_generator", "validation_steps")
+            valid = validation_source(valid_generator, validation_steps, steps_per_epoch, "valid_generator")
         return self._fit(
             train, valid, epochs, steps_per_epoch, validation_steps, batches_per_step, initial_epoch,
             verbose, progress_options, callbacks,
@@ -384,13 +405,13 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         if steps_per_epoch is not None and isinstance(train, TensorBatches):
             train = IterableBatches(train, steps_per_epoch)
         if validation_steps is not None and isinstance(valid, TensorBatches):
-            valid = IterableBatches(valid, validation_steps)
-        params = {
-            "epochs": epochs,
-            "steps": source_length(train),
-            "valid_steps": None if valid is None else source_length(valid),
-            "batches_per_step": batches_per_step,
-        }
+            valid = IterableBatches(valid, validation_steps, restart=True)
+        # Poutyne's parameters, exactly: 'valid_steps' only when validation_steps or the validation
+        # length is known (validation_steps is reported even without validation data, as Poutyne does).
+        params: dict[str, Any] = {"epochs": epochs, "steps": source_length(train)}
+        valid_steps = validation_steps if valid is None else source_length(valid)
+        if valid_steps is not None:
+            params["valid_steps"] = valid_steps
         callback_list = self._callbacks(callbacks, verbose, progress_options, params)
         with self._running():
             sanity.sanity_check(self, train, valid, self._sanity_batches, initial_epoch)
