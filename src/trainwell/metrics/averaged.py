@@ -24,7 +24,7 @@ def batch_size(y_pred: Any, y_true: Any) -> int:
     """The number of samples in a batch: the length of the first tensor or array found, else 1.
 
     >>> batch_size(torch.zeros(3, 2), torch.zeros(3)), batch_size((torch.zeros(4),), None)
-    (4, 1)
+    (3, 4)
     """
     for value in (y_pred, y_true):
         if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim > 0:

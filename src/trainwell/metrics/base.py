@@ -172,9 +172,7 @@ def check_names(names: Sequence[str], argument: str) -> tuple[str, ...]:
     >>> check_names(['a', 'b'], 'names')
     ('a', 'b')
     """
-    if isinstance(names, str):
-        return (names,)
-    result = tuple(names)
+    result = (names,) if isinstance(names, str) else tuple(names)
     if not result or not all(isinstance(name, str) and name for name in result):
         raise TypeError(
             f"`{argument}` must be a non-empty string or sequence of non-empty strings. Received: {argument}={names!r}."

@@ -103,7 +103,8 @@ class FBeta(Metric):
         self.pos_label = pos_label
         self.ignore_index = ignore_index
         self.threshold = threshold
-        self.deterministic_debug_mode = {True: "error", False: "default"}.get(make_deterministic)  # type: ignore[call-overload]
+        modes = {True: "error", False: "default"}
+        self.deterministic_debug_mode = None if make_deterministic is None else modes[bool(make_deterministic)]
         # Poutyne's attribute names for the same settings.
         self._metric, self._beta = metric, self.beta
         self._average = average if not is_label else None
@@ -268,6 +269,7 @@ class FBeta(Metric):
         return values.to(torch.float32)
 
     def extra_repr(self) -> str:
+        """Shown in the module's repr: ``F1(names=('fscore_macro',))``."""
         return f"names={self.names}"
 
 

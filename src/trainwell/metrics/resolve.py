@@ -24,7 +24,6 @@ from trainwell.metrics.averaged import AveragedEpochMetric
 from trainwell.metrics.base import BatchMetric, EpochMetric, check_names
 from trainwell.metrics.classification import TOPK_VALUES, Accuracy, BinaryAccuracy, TopKAccuracy
 from trainwell.metrics.fscores import F1, BinaryF1, BinaryPrecision, BinaryRecall, FBeta, Precision, Recall
-from trainwell.metrics.metric import Metric
 from trainwell.metrics.naming import camel_to_snake, rename_doubles
 from trainwell.metrics.registry import lookup_metric, registered_metric_names
 from trainwell.metrics.regression import MAE, MSE, R2, RMSE

@@ -68,7 +68,7 @@ class SKLearnMetrics(Metric):
         higher_is_better: bool | Sequence[bool | None] | None = None,
     ) -> None:
         super().__init__()
-        self.funcs = [funcs] if callable(funcs) else list(funcs)  # type: ignore[arg-type]
+        self.funcs = [funcs] if callable(funcs) else list(funcs)
         if not self.funcs or not all(callable(func) for func in self.funcs):
             raise TypeError(
                 f"`funcs` must be a function f(y_true, y_pred) or a non-empty list of them. Received: funcs={funcs!r}."
@@ -161,6 +161,18 @@ class SKLearnMetrics(Metric):
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Returns the epoch's batches concatenated, one tensor per key (none before the first update)."""
         return {key: value.clone() for key, value in self._concatenated().items()}
+
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
+        # nn.Module.state_dict() holds the kept samples too, as state_tensors() does.
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for key, value in self._concatenated().items():
+            destination[prefix + key] = value if keep_vars else value.detach()
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        own = {key: state_dict.pop(prefix + key) for key in _KEYS if prefix + key in state_dict}
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        state_dict.update({prefix + key: value for key, value in own.items()})  # the caller's dict, as it was
+        self.load_state_tensors(own)
 
     def merge_states(self, states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Concatenates the samples kept by several processes (scikit-learn then sees them all)."""

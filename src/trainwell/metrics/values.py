@@ -25,7 +25,7 @@ def _one(value: Any, names: Sequence[str]) -> torch.Tensor:
         return value
     if isinstance(value, (np.ndarray, np.generic)):
         return torch.as_tensor(np.asarray(value))
-    if isinstance(value, numbers.Number) and not isinstance(value, complex):
+    if isinstance(value, numbers.Real):
         # float64: an int or float from the host keeps every digit until the logs read it.
         return torch.tensor(float(value), dtype=torch.float64)
     raise TypeError(
@@ -54,6 +54,8 @@ def as_values(value: Any, names: Sequence[str]) -> torch.Tensor:
     >>> as_values(torch.tensor([0.5]), ('a',))
     tensor(0.5000)
     """
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and len(names) == 1:
+        return value  # the common case (a loss, a mean), as it is
     if isinstance(value, Mapping):
         missing = [name for name in names if name not in value]
         if missing:
