@@ -105,3 +105,110 @@ def test_a_resumed_phase_keeps_the_hits_layout():
     tracker.update(torch.tensor(0.7), y_pred, y_true, 3)
     restored.update(torch.tensor(0.7), y_pred, y_true, 3)
     assert restored.compute() == tracker.compute() == {"loss": pytest.approx(0.6), "acc": pytest.approx(200 / 3)}
+
+
+def _classification_batches():
+    generator = torch.Generator().manual_seed(3)
+    y_pred, y_true = torch.randn(30, 4, generator=generator), torch.randint(0, 4, (30,), generator=generator)
+    return [(y_pred[:16], y_true[:16]), (y_pred[16:], y_true[16:])], y_pred, y_true
+
+
+def test_a_metric_object_as_batch_metric_logs_its_batch_value_and_its_epoch_compute():
+    from trainwell.metrics import F1, BatchMetricAdapter
+
+    parts, y_pred, y_true = _classification_batches()
+    tracker = MetricTracker([BatchMetricAdapter(F1())], [])
+    tracker.reset()
+    logs = []
+    for pred, true in parts:
+        with SyncGuard():  # the forward's value stays on the device until the logs are read
+            values = tracker.update(torch.tensor(0.0), pred, true, len(pred))
+        logs.append(BatchLogs({}, tracker, values)["fscore_macro"])
+        alone = F1()
+        alone.update(pred, true)
+        assert logs[-1] == pytest.approx(alone.compute())
+    assert tracker.running_logs()["fscore_macro"] == pytest.approx(logs[-1])  # the last batch's value
+    whole = F1()
+    whole.update(y_pred, y_true)
+    assert tracker.compute()["fscore_macro"] == pytest.approx(whole.compute())  # not the mean of the batches
+    tracker.reset()
+    assert tracker.batch_metrics[0].metric.confusion.sum().item() == 0
+
+
+def test_a_stateful_batch_metric_resumes_exactly_mid_phase():
+    from trainwell.metrics.resolve import resolve_batch_metrics
+
+    parts, _, _ = _classification_batches()
+    tracker = MetricTracker(resolve_batch_metrics(["f1", "acc"]), [])
+    tracker.reset()
+    tracker.update(torch.tensor(1.0), *parts[0], 16)
+    restored = MetricTracker(resolve_batch_metrics(["f1", "acc"]), [])
+    restored.reset()
+    restored.load_state_dict(tracker.state_dict())
+    for other in (tracker, restored):
+        other.update(torch.tensor(2.0), *parts[1], 14)
+    assert restored.compute() == tracker.compute()
+
+
+def test_python_numbers_and_containers_from_user_metrics():
+    metrics = [
+        BatchMetric(lambda y_pred, y_true: 2, ("two",)),
+        BatchMetric(lambda y_pred, y_true: {"b": len(y_pred), "a": 1.5}, ("a", "b")),
+        BatchMetric(lambda y_pred, y_true: (y_pred.sum(), 7), ("s", "seven")),
+    ]
+    tracker = MetricTracker(metrics, [])
+    values = tracker.update(torch.tensor(1.0), torch.ones(3), None, 3)
+    assert BatchLogs({}, tracker, values).copy() == {
+        "loss": 1.0,
+        "two": 2.0,
+        "a": 1.5,
+        "b": 3.0,
+        "s": 3.0,
+        "seven": 7.0,
+    }
+    tracker.update(torch.tensor(1.0), torch.ones(1), None, 1)
+    assert tracker.compute() == {"loss": 1.0, "two": 2.0, "a": 1.5, "b": 2.5, "s": 2.5, "seven": 7.0}
+
+
+def test_a_model_numbers_doubles_and_logs_every_kind_of_metric():
+    from torch import nn
+
+    from trainwell import F1, Metric, Model
+
+    class Constant(Metric):
+        def __init__(self, value):
+            super().__init__()
+            self.value = value
+
+        def update(self, y_pred, y_true):
+            pass
+
+        def compute(self):
+            return self.value
+
+        def reset(self):
+            pass
+
+    def const(y_pred, y_true):
+        return 3
+
+    torch.manual_seed(0)
+    x, y = torch.randn(20, 3), torch.randint(0, 2, (20,))
+    model = Model(
+        nn.Linear(3, 2),
+        "sgd",
+        "cross_entropy",
+        batch_metrics=[const, const, "f1"],
+        epoch_metrics=[(("a", "b"), Constant({"a": 1, "b": 2})), const, "acc"],
+    )
+    assert model.metrics_names == ["const1", "const2", "fscore_macro", "a", "b", "const3", "acc"]
+    history = model.fit(x, y, validation_data=(x, y), batch_size=8, epochs=1, verbose=False)
+    logs = history[0]
+    assert logs["const1"] == logs["const2"] == logs["val_const3"] == 3.0
+    assert (logs["a"], logs["b"], logs["val_b"]) == (1.0, 2.0, 2.0)
+    with torch.no_grad():
+        predicted = model.network(x).argmax(1)
+    f1 = F1()
+    f1.update(model.network(x).detach(), y)
+    assert logs["val_fscore_macro"] == pytest.approx(f1.compute(), abs=1e-6)
+    assert logs["val_acc"] == pytest.approx(100.0 * (predicted == y).float().mean().item(), abs=1e-4)

@@ -10,8 +10,11 @@ from trainwell.metrics import (
     Accuracy,
     BinaryAccuracy,
     TopKAccuracy,
+    acc,
     accuracy,
+    bin_acc,
     binary_accuracy,
+    topk,
     topk_accuracy,
 )
 
@@ -105,3 +108,57 @@ def test_batch_metric_classes_carry_names(multiclass) -> None:
 def test_topk_rejects_bad_k() -> None:
     with pytest.raises(ValueError, match=r"`k` must be a positive int\. Received: k=0 \(type int\)"):
         TopKAccuracy(0)
+
+
+@pytest.mark.parametrize("ignore_index", [-100, 2])
+def test_reductions_sum_and_none(multiclass, ignore_index: int) -> None:
+    y_pred, y_true = multiclass
+    counted = y_true != ignore_index
+    hits = (y_pred.argmax(1) == y_true) & counted
+    top3 = (y_pred.topk(3, dim=1).indices == y_true[:, None]).any(1) & counted
+    with SyncGuard():
+        per_target = accuracy(y_pred, y_true, ignore_index, reduction="none")
+        total = acc(y_pred, y_true, ignore_index=ignore_index, reduction="sum")
+        top_per_target = topk(y_pred, y_true, 3, ignore_index=ignore_index, reduction="none")
+    assert torch.equal(per_target, hits.float() * 100) and per_target.shape == y_true.shape
+    assert total.item() == pytest.approx(100.0 * hits.sum().item())
+    assert torch.equal(top_per_target, top3.float() * 100)
+    assert topk(y_pred, y_true, 3, ignore_index=ignore_index, reduction="sum").item() == pytest.approx(
+        100.0 * top3.sum().item()
+    )
+    assert torch.equal(Accuracy(ignore_index=ignore_index, reduction="none")(y_pred, y_true), per_target)
+    assert torch.equal(TopKAccuracy(3, ignore_index=ignore_index, reduction="none")(y_pred, y_true), top_per_target)
+
+
+def test_binary_reductions() -> None:
+    logits = torch.tensor([2.0, -1.0, 0.5, -3.0])
+    y_true = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert bin_acc(logits, y_true, reduction="none").tolist() == [100.0, 100.0, 0.0, 100.0]
+    assert bin_acc(logits, y_true, reduction="sum").item() == 300.0
+    assert BinaryAccuracy(reduction="sum")(logits, y_true).item() == 300.0
+    assert BinaryAccuracy(threshold=1.0)(logits, y_true).item() == 100.0
+
+
+def test_only_the_mean_is_counted_exactly_by_the_loop() -> None:
+    assert Accuracy().counts is not None and TopKAccuracy(2).counts is not None
+    assert Accuracy(reduction="sum").counts is None and TopKAccuracy(2, reduction="none").counts is None
+    assert Accuracy(reduction="sum").reduction == "sum"
+
+
+def test_bad_reduction() -> None:
+    for make in (
+        lambda: Accuracy(reduction="avg"),
+        lambda: BinaryAccuracy(reduction="avg"),
+        lambda: TopKAccuracy(2, reduction="avg"),
+        lambda: acc(torch.zeros(1, 2), torch.zeros(1), reduction="avg"),
+        lambda: bin_acc(torch.zeros(1), torch.zeros(1), reduction="avg"),
+    ):
+        with pytest.raises(
+            ValueError, match=r"`reduction` must be 'mean', 'sum' or 'none'\. Received: reduction='avg'"
+        ):
+            make()
+
+
+def test_batch_metrics_move_like_modules() -> None:
+    metric = Accuracy()
+    assert metric.cpu() is metric and metric.to("cpu") is metric

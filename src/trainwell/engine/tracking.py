@@ -13,6 +13,7 @@ import torch
 
 from trainwell import distributed
 from trainwell.metrics.base import BatchMetric, EpochMetric
+from trainwell.metrics.values import as_values
 
 __all__ = ["BatchLogs", "MetricTracker"]
 
@@ -24,9 +25,12 @@ def _accumulator_like(value: torch.Tensor) -> torch.Tensor:
 
 
 def _expand(names: Sequence[Sequence[str]], values: Sequence[torch.Tensor]) -> dict[str, float]:
-    """Turns per-metric tensors (scalars or 1-D) into ``{name: float}`` with one host transfer."""
+    """Turns per-metric tensors (scalars or 1-D) into ``{name: float}`` with one host transfer per device."""
     if not values:
         return {}
+    if len({value.device for value in values}) > 1:
+        # Values a metric computed on the host (Python numbers) beside device tensors: read each device once.
+        values = [value.cpu() for value in values]
     flat = torch.cat([value.detach().reshape(-1).to(torch.float64) for value in values]).tolist()
     keys = [name for group in names for name in group]
     if len(keys) != len(flat):
@@ -71,6 +75,16 @@ class BatchLogs(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return repr(self._data())
+
+
+def _converted(metric: BatchMetric) -> Any:
+    """``metric``'s call, its value (a number, list, dict...) turned into one tensor in the order of its names."""
+    names = metric.names
+
+    def produce(y_pred: Any, y_true: Any) -> torch.Tensor:
+        return as_values(metric(y_pred, y_true), names)
+
+    return produce
 
 
 class _BatchValues(list):
@@ -119,6 +133,8 @@ class MetricTracker:
         # number of target elements, a host integer (see BatchMetric.hits).
         self._pending_numels: list[int] = []
         self._numel_total = 0
+        # The last batch's raw values: what stateful metrics show while the phase runs.
+        self._last: list[torch.Tensor] | None = None
         self._set_kinds(False)
 
     FOLD_EVERY = 64
@@ -153,9 +169,10 @@ class MetricTracker:
         kinds = ["mean"] if self.with_loss else []
         producers = []
         for metric in self.batch_metrics:
-            if metric.counts is None:
-                kinds.append("mean")
-                producers.append(metric)
+            if metric.state is not None or metric.counts is None:
+                # A stateful metric's batch value is only shown; its phase value comes from its state.
+                kinds.append("stateful" if metric.state is not None else "mean")
+                producers.append(_converted(metric))
             elif targets_valid and metric.hits is not None:
                 kinds.append("hits")
                 producers.append(metric.hits)
@@ -165,6 +182,7 @@ class MetricTracker:
         kinds.extend("mean" for _ in self.extra_names)
         self._kinds, self._producers = kinds, producers
         self._uses_numel = "hits" in kinds
+        self._states = [metric.state for metric in self.batch_metrics if metric.state is not None]
 
     def reset(self, targets_valid: bool = False) -> None:
         """Starts a new phase: zero sums, reset epoch metrics.
@@ -179,9 +197,10 @@ class MetricTracker:
         self._numel_total = 0
         self.outputs, self.output_sizes = [], []
         self.extra_names = ()
+        self._last = None
         self._set_names()
         self._set_kinds(targets_valid)
-        for metric in self.epoch_metrics:
+        for metric in [*self._states, *self.epoch_metrics]:
             metric.reset()
 
     def update(
@@ -233,6 +252,7 @@ class MetricTracker:
         for epoch_metric in self.epoch_metrics:
             epoch_metric.update(y_pred, y_true)
         self.count += size
+        self._last = values
         return values
 
     def _folded(self) -> list[torch.Tensor] | None:
@@ -244,6 +264,9 @@ class MetricTracker:
             sums = [_accumulator_like(value) for value in self._pending[0]]
         folded = []
         for index, (total, kind) in enumerate(zip(sums, self._kinds)):
+            if kind == "stateful":
+                folded.append(total)  # a placeholder: the phase value is the metric state's
+                continue
             stacked = torch.stack([values[index] for values in self._pending]).to(total.dtype)
             if kind != "mean":
                 folded.append(total + stacked.sum(0))  # counts and hits add up as they are
@@ -268,6 +291,8 @@ class MetricTracker:
                 finished.append(value[0] * factor / value[1].clamp_min(1))
             elif kind == "hits":
                 finished.append(value * (factor / max(numel, 1)))
+            elif kind == "stateful" and count is not None:
+                finished.append(value)  # a placeholder, replaced by the caller
             else:
                 finished.append(value if count is None else value / count)
         return finished
@@ -295,7 +320,18 @@ class MetricTracker:
         sums = self._folded()
         if not sums or not self.count:
             return {}
-        return _expand(self.batch_names, self._finish(sums, self.count, self._numel_so_far()))
+        values = self._finish(sums, self.count, self._numel_so_far())
+        if self._states:
+            # Stateful metrics show their last batch's value: computing the state could be costly (or
+            # collective under torchrun) and the display runs on one rank only.
+            last = self._last
+            values = [
+                (last[index] if last is not None else torch.full_like(value, float("nan"), dtype=torch.float64))
+                if kind == "stateful"
+                else value
+                for index, (value, kind) in enumerate(zip(values, self._kinds))
+            ]
+        return _expand(self.batch_names, values)
 
     def compute(self) -> dict[str, float]:
         """The phase's logs: weighted averages of loss and batch metrics, then the epoch metrics."""
@@ -303,9 +339,14 @@ class MetricTracker:
         if distributed.is_distributed():
             # Under torchrun every rank holds its shard's sums: all log the global values.
             sums, count, numel = distributed.reduce_sums(sums, count, numel)
-            for metric in self.epoch_metrics:
+            for metric in [*self._states, *self.epoch_metrics]:
                 distributed.gather_epoch_metric(metric)
         values = self._finish(sums, count, numel) if sums and count else []
+        if values and self._states:
+            states = iter(self._states)
+            values = [
+                next(states).compute() if kind == "stateful" else value for value, kind in zip(values, self._kinds)
+            ]
         names = self.batch_names if values else []
         names = names + [metric.names for metric in self.epoch_metrics]
         values = values + [torch.as_tensor(metric.compute()) for metric in self.epoch_metrics]
@@ -326,6 +367,8 @@ class MetricTracker:
             "outputs": [dict(output) for output in self.outputs],
             "output_sizes": list(self.output_sizes),
             "epoch_metrics": [metric.state_dict() for metric in self.epoch_metrics],
+            # The states of the batch metrics that keep one (Metric objects used per batch).
+            "batch_metric_states": [state.state_dict() for state in self._states],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -344,3 +387,5 @@ class MetricTracker:
         self.output_sizes = [int(size) for size in state.get("output_sizes", [])]
         for metric, metric_state in zip(self.epoch_metrics, state["epoch_metrics"]):
             metric.load_state_dict(metric_state)
+        for metric_state_holder, metric_state in zip(self._states, state.get("batch_metric_states", [])):
+            metric_state_holder.load_state_dict(metric_state)

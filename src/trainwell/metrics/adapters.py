@@ -1,23 +1,45 @@
-"""Adapters for torchmetrics-like objects (anything with ``update``, ``compute`` and ``reset``).
+"""Adapters from metric objects (``update`` / ``compute`` / ``reset``) to the loop's two metric contracts.
 
-Nothing here imports torchmetrics: the objects are duck-typed, so ``import trainwell`` stays light and
-torchmetrics remains an optional dependency.
+The objects are trainwell's (and Poutyne's) :class:`~trainwell.metrics.metric.Metric`, torchmetrics
+``Metric`` and ``MetricCollection`` objects, or anything else with the three methods. Nothing here imports
+torchmetrics: the objects are duck-typed, so ``import trainwell`` stays light and torchmetrics remains an
+optional dependency.
+
+* :class:`EpochMetricAdapter` makes such an object an epoch metric: ``update`` per batch, ``compute`` at
+  the end of the phase.
+* :class:`BatchMetricAdapter` makes it a batch metric: its forward gives the batch logs (and updates its
+  state), and the phase's value is ``compute()`` on the whole phase, as Poutyne computes it.
+
+Both behave as the object they wrap: an attribute they do not have is read from it (``adapter.average``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from trainwell.metrics.base import BatchMetric, EpochMetric, check_names
+from trainwell.metrics.metric import Metric
+from trainwell.metrics.naming import camel_to_snake, get_names_of_metric
+from trainwell.metrics.values import as_values
 
-__all__ = ["TorchMetricsBatchMetric", "TorchMetricsEpochMetric", "is_torchmetrics_like", "snake_case"]
+__all__ = [
+    "BatchMetricAdapter",
+    "EpochMetricAdapter",
+    "TorchMetricsBatchMetric",
+    "TorchMetricsEpochMetric",
+    "is_stateful_metric",
+    "is_torchmetrics_like",
+    "snake_case",
+]
 
 # A saved torchmetrics state: "<member>.<state>" keys; this one records how many updates were made.
 _UPDATE_COUNT = "_update_count"
+
+snake_case = camel_to_snake  # the name this module gave it first
 
 
 def is_torchmetrics_like(obj: object) -> bool:
@@ -29,13 +51,17 @@ def is_torchmetrics_like(obj: object) -> bool:
     return all(callable(getattr(obj, method, None)) for method in ("update", "compute", "reset"))
 
 
-def snake_case(name: str) -> str:
-    """Converts a class name to a log key: ``'MulticlassAccuracy'`` -> ``'multiclass_accuracy'``.
+def is_stateful_metric(obj: object) -> bool:
+    """Whether ``obj`` is a module whose call updates a state that ``compute()`` reads (a Metric object).
 
-    >>> snake_case('MeanSquaredError'), snake_case('R2Score')
-    ('mean_squared_error', 'r2_score')
+    Poutyne's rule: an ``nn.Module`` with ``compute`` and ``reset``; anything else callable is a plain
+    function averaged over the batches.
+
+    >>> from trainwell.metrics import F1
+    >>> is_stateful_metric(F1()), is_stateful_metric(torch.nn.MSELoss())
+    (True, False)
     """
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    return isinstance(obj, nn.Module) and all(callable(getattr(obj, name, None)) for name in ("compute", "reset"))
 
 
 def _members(metric: Any) -> list[tuple[str, Any]]:
@@ -53,9 +79,9 @@ def _members(metric: Any) -> list[tuple[str, Any]]:
 
 
 def _declared_direction(metric: Any) -> bool | tuple[bool | None, ...] | None:
-    """A torchmetrics object's ``higher_is_better``; for a collection, its members' in key order."""
+    """A metric's ``higher_is_better``; for a torchmetrics collection, its members' in key order."""
     value = getattr(metric, "higher_is_better", None)
-    if isinstance(value, bool):
+    if isinstance(value, (bool, tuple)):
         return value
     members = _members(metric)
     if len(members) > 1 or (members and members[0][0]):
@@ -63,28 +89,45 @@ def _declared_direction(metric: Any) -> bool | tuple[bool | None, ...] | None:
     return None
 
 
-class TorchMetricsEpochMetric(EpochMetric):
-    """Wraps a torchmetrics-like object as an :class:`EpochMetric`.
+def _default_names(metric: Any) -> str | Sequence[str]:
+    keys = getattr(metric, "keys", None)
+    if callable(keys) and not isinstance(metric, Metric):  # a MetricCollection: one name per member
+        return list(keys())
+    names, _ = get_names_of_metric(metric)
+    return names
+
+
+class _Delegating:
+    """Reads the attributes an adapter lacks from the object it wraps (``self.metric``)."""
+
+    metric: Any
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes the adapter lacks; never during copy/pickle, before `metric` is set.
+        if name.startswith("__") or "metric" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["metric"], name)
+
+
+class EpochMetricAdapter(_Delegating, EpochMetric):
+    """Wraps an object with ``update``, ``compute`` and ``reset`` as an :class:`EpochMetric`.
 
     Args:
-        metric: an object with ``update(y_pred, y_true)``, ``compute()`` and ``reset()``, such as any
-            ``torchmetrics.Metric`` or ``MetricCollection``. ``compute()`` may return a tensor or a dict
-            of tensors (flattened in the order of ``names``).
-        names: the log keys; default: a collection's keys, else the class name in snake case
-            (``MulticlassF1Score`` -> ``multiclass_f1_score``).
+        metric: a trainwell or Poutyne ``Metric``, a torchmetrics ``Metric`` or ``MetricCollection``, or
+            any object with the three methods. ``compute()`` may return a number, a tensor, an array, a
+            list, a tuple or a dict (by name; a collection's dict in the order of its keys).
+        names: the log keys; default: a collection's keys, else the metric's ``__name__``, else its class
+            name in snake case (``MulticlassF1Score`` -> ``multiclass_f1_score``).
 
-    Checkpoints hold the metric's states (``Metric._defaults``); list states are concatenated.
+    Checkpoints hold a torchmetrics object's states (list states concatenated), a trainwell ``Metric``'s
+    :meth:`~trainwell.metrics.metric.Metric.state_tensors`, or another module's ``state_dict()``.
 
     >>> import torchmetrics
-    >>> metric = TorchMetricsEpochMetric(torchmetrics.MeanSquaredError())
+    >>> metric = EpochMetricAdapter(torchmetrics.MeanSquaredError())
     >>> metric.update(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0]))
     >>> metric.names, metric.compute()
     (('mean_squared_error',), tensor(5.))
     """
-
-    # A torchmetrics Metric gathers its states from every process inside compute() when a process group
-    # exists; trainwell must not merge them a second time.
-    syncs_itself = True
 
     def __init__(self, metric: Any, names: str | Sequence[str] | None = None) -> None:
         super().__init__()
@@ -94,11 +137,11 @@ class TorchMetricsEpochMetric(EpochMetric):
                 f"Received: metric={metric!r} (type {type(metric).__name__})."
             )
         self.metric = metric
-        if names is None:
-            keys = getattr(metric, "keys", None)
-            names = list(keys()) if callable(keys) else snake_case(type(metric).__name__)
-        self.names = check_names(names, "names")
+        self.names = check_names(_default_names(metric) if names is None else names, "names")
         self.higher_is_better = _declared_direction(metric)
+        # A torchmetrics Metric gathers its states from every process inside compute() when a process group
+        # exists; trainwell must not merge them a second time.
+        self.syncs_itself = bool(_members(metric))
 
     def update(self, y_pred: Any, y_true: Any) -> None:
         """Forwards the batch to the wrapped metric's ``update``."""
@@ -106,27 +149,23 @@ class TorchMetricsEpochMetric(EpochMetric):
 
     def compute(self) -> torch.Tensor:
         """Returns the wrapped metric's value: a scalar tensor, or one value per name."""
-        value = self.metric.compute()
-        if isinstance(value, Mapping):
-            if set(value) == set(self.names):
-                value = [value[name] for name in self.names]
-            elif len(value) == len(self.names):
-                value = list(value.values())
-            else:
+        on_device = getattr(self.metric, "compute_on_device", None)
+        value = on_device() if callable(on_device) else self.metric.compute()
+        if isinstance(value, Mapping) and not set(self.names) <= set(value):
+            if len(value) != len(self.names):
                 raise RuntimeError(
                     f"{type(self.metric).__name__}.compute() returned {len(value)} values "
                     f"({', '.join(map(str, value))}) for {len(self.names)} names {self.names}; "
                     "pass one name per value with names=[...]."
                 )
-            return torch.stack([torch.as_tensor(item).float().reshape(()) for item in value])
-        tensor = torch.as_tensor(value).float()
-        return tensor.reshape(()) if len(self.names) == 1 and tensor.numel() == 1 else tensor.reshape(-1)
+            value = list(value.values())  # a renamed collection: its values in order
+        return as_values(value, self.names)
 
     def reset(self) -> None:
         """Resets the wrapped metric."""
         self.metric.reset()
 
-    def to(self, device: torch.device | str) -> TorchMetricsEpochMetric:
+    def to(self, device: torch.device | str) -> EpochMetricAdapter:
         """Moves the wrapped metric (and its states) to ``device``."""
         if callable(getattr(self.metric, "to", None)):
             self.metric.to(device)
@@ -134,8 +173,14 @@ class TorchMetricsEpochMetric(EpochMetric):
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Returns copies of the wrapped metric's states."""
+        if isinstance(self.metric, Metric):
+            return self.metric.state_tensors()
+        members = _members(self.metric)
+        if not members:
+            state_dict = getattr(self.metric, "state_dict", None)
+            return {key: value.detach().clone() for key, value in state_dict().items()} if callable(state_dict) else {}
         state: dict[str, torch.Tensor] = {}
-        for prefix, member in _members(self.metric):
+        for prefix, member in members:
             for name in member._defaults:
                 value = getattr(member, name)
                 if isinstance(value, list):
@@ -147,9 +192,22 @@ class TorchMetricsEpochMetric(EpochMetric):
             state[prefix + _UPDATE_COUNT] = torch.tensor(count)
         return state
 
+    def merge_states(self, states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Combines the states of several processes: the wrapped metric's own rule, else sums."""
+        merge = getattr(self.metric, "merge_states", None)
+        return merge(states) if callable(merge) else super().merge_states(states)
+
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restores states saved by :meth:`state_dict` into the wrapped metric."""
-        for prefix, member in _members(self.metric):
+        if isinstance(self.metric, Metric):
+            self.metric.load_state_tensors(state)
+            return
+        members = _members(self.metric)
+        if not members:
+            if state and callable(getattr(self.metric, "load_state_dict", None)):
+                self.metric.load_state_dict(state)
+            return
+        for prefix, member in members:
             for name, default in member._defaults.items():
                 key = prefix + name
                 if isinstance(default, list):
@@ -165,36 +223,61 @@ class TorchMetricsEpochMetric(EpochMetric):
             if hasattr(member, "_computed"):
                 member._computed = None
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.metric!r}, names={self.names})"
 
-class TorchMetricsBatchMetric(BatchMetric):
-    """Uses a torchmetrics-like object's forward (its value on one batch) as a batch metric.
 
-    The object is reset after each batch: the loop averages the batch values itself, and a metric with
-    list states would otherwise grow for the whole run.
+class BatchMetricAdapter(_Delegating, BatchMetric):
+    """Uses a metric object as a batch metric: its forward per batch, its ``compute()`` for the phase.
+
+    Each call ``metric(y_pred, y_true)`` adds the batch to the object's state and returns the batch's
+    value (the batch logs); the phase's logged value is ``compute()`` on the whole phase (exact, where an
+    average of batch values would not be: an AUROC, an R²...). The loop resets the object before each
+    phase and saves its state in mid-epoch checkpoints, through :attr:`state`.
 
     >>> import torchmetrics
-    >>> metric = TorchMetricsBatchMetric(torchmetrics.MeanAbsoluteError())
+    >>> metric = BatchMetricAdapter(torchmetrics.MeanAbsoluteError())
     >>> metric.names, metric(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0]))
     (('mean_absolute_error',), tensor(2.))
+    >>> _ = metric(torch.tensor([0.0]), torch.tensor([0.0]))
+    >>> metric.state.compute()
+    tensor(1.3333)
     """
 
     def __init__(self, metric: Any, names: str | Sequence[str] | None = None) -> None:
-        if not (is_torchmetrics_like(metric) and callable(metric)):
+        if not (callable(metric) and callable(getattr(metric, "compute", None)) and callable(metric.reset)):
             raise TypeError(
-                "`metric` must be callable and have update(), compute() and reset() methods, like a "
+                "`metric` must be callable and have compute() and reset() methods, like a trainwell or "
                 f"torchmetrics Metric. Received: metric={metric!r} (type {type(metric).__name__})."
             )
-        default = snake_case(type(metric).__name__)
-        super().__init__(metric, default if names is None else names, getattr(metric, "higher_is_better", None))
+        names = check_names(_default_names(metric) if names is None else names, "names")
+        state = EpochMetricAdapter(metric if is_torchmetrics_like(metric) else _NoUpdate(metric), names)
+        super().__init__(metric, names, _declared_direction(metric), state=state)
+        self.metric = metric
 
-    def __call__(self, y_pred: Any, y_true: Any) -> torch.Tensor:
-        """Returns the metric's value on this batch alone."""
-        value = self.fn(y_pred, y_true)
-        self.fn.reset()
-        return value
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.metric!r}, names={self.names})"
 
-    def to(self, device: torch.device | str) -> TorchMetricsBatchMetric:
-        """Moves the wrapped metric to ``device``."""
-        if callable(getattr(self.fn, "to", None)):
-            self.fn.to(device)
-        return self
+
+class _NoUpdate:
+    """A batch-only metric object (forward, compute, reset, no update) seen through the epoch protocol."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+
+    def update(self, y_pred: Any, y_true: Any) -> None:
+        raise NotImplementedError(f"{type(self.metric).__name__} has no update(); it is updated by its forward.")
+
+    def compute(self) -> Any:
+        return self.metric.compute()
+
+    def reset(self) -> None:
+        self.metric.reset()
+
+    def to(self, device: torch.device | str) -> Any:
+        return self.metric.to(device) if callable(getattr(self.metric, "to", None)) else self.metric
+
+
+# The names of the first versions, which wrapped torchmetrics objects only.
+TorchMetricsEpochMetric = EpochMetricAdapter
+TorchMetricsBatchMetric = BatchMetricAdapter

@@ -110,6 +110,13 @@ class BatchMetric:
             where every target counts (the loop knows, e.g. class labels that are all >= 0 while the
             ignored label is negative). The denominator is then the targets' number of elements, known on
             the host: fewer small kernels per batch, which matters more than their size on a CPU.
+        state: optional :class:`EpochMetric` that ``fn`` itself updates at each call (a Poutyne or
+            torchmetrics ``Metric``'s forward). The batch logs show ``fn``'s value; the phase's value is
+            ``state.compute()`` on the whole phase instead of an average of batch values, and the loop
+            resets, checkpoints and merges ``state`` across processes like an epoch metric's.
+
+    ``fn`` may return a number, a tensor, an array, a list, a tuple or a dict keyed by the names: the loop
+    converts it (see :func:`trainwell.metrics.values.as_values`).
 
     >>> metric = BatchMetric(lambda y_pred, y_true: (y_pred - y_true).abs().mean(), ('mae',))
     >>> metric(torch.zeros(2), torch.ones(2))
@@ -125,6 +132,7 @@ class BatchMetric:
         counts: Any = None,
         scale: float = 1.0,
         hits: Any = None,
+        state: EpochMetric | None = None,
     ) -> None:
         self.fn = fn
         self.names = check_names(names, "names")
@@ -132,6 +140,7 @@ class BatchMetric:
         self.counts = counts
         self.scale = scale
         self.hits = hits if counts is not None else None
+        self.state = state
 
     def __call__(self, y_pred: Any, y_true: Any) -> torch.Tensor:
         """The metric's value on one batch, on the device."""
@@ -141,7 +150,17 @@ class BatchMetric:
         """Moves ``fn`` to ``device`` when it is a module (a torchmetrics object, a loss with weights)."""
         if isinstance(self.fn, torch.nn.Module):
             self.fn.to(device)
+        if self.state is not None:
+            self.state.to(device)
         return self
+
+    def cuda(self, device: int | None = None) -> BatchMetric:
+        """Moves the metric to a CUDA device (the current one by default), as ``nn.Module.cuda`` does."""
+        return self.to("cuda" if device is None else torch.device("cuda", device))
+
+    def cpu(self) -> BatchMetric:
+        """Moves the metric to the CPU."""
+        return self.to("cpu")
 
     def __repr__(self) -> str:
         return f"BatchMetric(names={self.names})"
@@ -153,9 +172,7 @@ def check_names(names: Sequence[str], argument: str) -> tuple[str, ...]:
     >>> check_names(['a', 'b'], 'names')
     ('a', 'b')
     """
-    if isinstance(names, str):
-        return (names,)
-    result = tuple(names)
+    result = (names,) if isinstance(names, str) else tuple(names)
     if not result or not all(isinstance(name, str) and name for name in result):
         raise TypeError(
             f"`{argument}` must be a non-empty string or sequence of non-empty strings. Received: {argument}={names!r}."

@@ -1,4 +1,4 @@
-"""Any scikit-learn metric function as an epoch metric.
+"""Any scikit-learn metric function as a metric over the epoch (Poutyne's ``SKLearnMetrics``).
 
 scikit-learn needs the whole epoch at once, so the batches are kept as detached device tensors (copying
 each one to the host would sync every step) and moved to NumPy once, when the epoch is computed.
@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from trainwell.metrics.base import EpochMetric, check_names
+from trainwell.metrics.base import check_names
+from trainwell.metrics.metric import Metric
 
 __all__ = ["SKLearnMetrics"]
 
@@ -32,7 +33,7 @@ def _sklearn_direction(name: str) -> bool | None:
     return None
 
 
-class SKLearnMetrics(EpochMetric):
+class SKLearnMetrics(Metric):
     """Computes one or several scikit-learn metrics ``f(y_true, y_pred, **kwargs)`` on the whole epoch.
 
     Args:
@@ -47,12 +48,16 @@ class SKLearnMetrics(EpochMetric):
     The targets may be a pair ``(y_true, sample_weight)``; the weights are then passed as
     ``sample_weight=`` to every function.
 
+    ``compute()`` returns ``{name: value}`` with each function's own value. Used as a batch metric,
+    ``metric(y_pred, y_true)`` keeps the batch and returns the functions' values on it alone (which reads
+    the batch back to the host: scikit-learn works on NumPy arrays).
+
     >>> from sklearn.metrics import mean_absolute_error
     >>> metric = SKLearnMetrics(mean_absolute_error)
     >>> metric.update(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]))
     >>> metric.update(torch.tensor([3.0]), torch.tensor([0.0]))
     >>> metric.names, metric.compute()
-    (('mean_absolute_error',), tensor(2.))
+    (('mean_absolute_error',), {'mean_absolute_error': 2.0})
     """
 
     def __init__(
@@ -74,7 +79,8 @@ class SKLearnMetrics(EpochMetric):
         self.names = check_names(names, "names")
         if len(self.names) != len(self.funcs):
             raise ValueError(f"`names` must give one name per function ({len(self.funcs)}). Received: names={names!r}.")
-        self.higher_is_better = self._check_directions(higher_is_better)
+        self.__name__ = list(self.names)
+        self.higher_is_better = self._check_directions(higher_is_better)  # type: ignore[assignment]
         self._batches: dict[str, list[torch.Tensor]] = {key: [] for key in _KEYS}
 
     def _check_directions(self, higher_is_better: Any) -> tuple[bool | None, ...]:
@@ -103,51 +109,77 @@ class SKLearnMetrics(EpochMetric):
             f"Received: kwargs={kwargs!r}."
         )
 
-    def update(self, y_pred: torch.Tensor, y_true: Any) -> None:
-        """Keeps the batch (detached, on its device) for the end of the epoch."""
+    @staticmethod
+    def _split(y_pred: torch.Tensor, y_true: Any) -> dict[str, torch.Tensor]:
+        batch = {"y_pred": y_pred.detach()}
         if isinstance(y_true, (tuple, list)):
             y_true, sample_weight = y_true
-            self._batches["sample_weight"].append(sample_weight.detach())
-        self._batches["y_pred"].append(y_pred.detach())
-        self._batches["y_true"].append(y_true.detach())
+            batch["sample_weight"] = sample_weight.detach()
+        batch["y_true"] = y_true.detach()
+        return batch
+
+    def update(self, y_pred: torch.Tensor, y_true: Any) -> None:
+        """Keeps the batch (detached, on its device) for the end of the epoch."""
+        for key, value in self._split(y_pred, y_true).items():
+            self._batches[key].append(value)
+
+    def forward(self, y_pred: torch.Tensor, y_true: Any) -> dict[str, Any]:
+        """Keeps the batch and returns ``{name: value}`` on this batch alone."""
+        batch = self._split(y_pred, y_true)
+        for key, value in batch.items():
+            self._batches[key].append(value)
+        return self._evaluate(batch)
 
     def _concatenated(self) -> dict[str, torch.Tensor]:
         return {key: torch.cat(batches) for key, batches in self._batches.items() if batches}
 
-    def compute(self) -> torch.Tensor:
-        """Calls every function on the epoch's NumPy arrays; returns a scalar or one value per name."""
-        arrays = {key: value.cpu().numpy() for key, value in self._concatenated().items()}
-        if "y_true" not in arrays:
-            raise RuntimeError("SKLearnMetrics.compute() was called before any update().")
+    def _evaluate(self, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+        arrays = {key: value.cpu().numpy() for key, value in tensors.items()}
         weights = {"sample_weight": arrays["sample_weight"]} if "sample_weight" in arrays else {}
-        values = [
-            float(func(arrays["y_true"], arrays["y_pred"], **weights, **kwargs))
-            for func, kwargs in zip(self.funcs, self.kwargs, strict=True)
-        ]
-        result = torch.tensor(values, dtype=torch.float32)
-        return result[0] if len(values) == 1 else result
+        return {
+            name: func(arrays["y_true"], arrays["y_pred"], **weights, **kwargs)
+            for name, func, kwargs in zip(self.names, self.funcs, self.kwargs, strict=True)
+        }
+
+    def compute(self) -> dict[str, Any]:
+        """Calls every function on the epoch's NumPy arrays; returns ``{name: value}``."""
+        if not self._batches["y_true"]:
+            raise RuntimeError("SKLearnMetrics.compute() was called before any update().")
+        return self._evaluate(self._concatenated())
 
     def reset(self) -> None:
         """Forgets the epoch's batches."""
         for batches in self._batches.values():
             batches.clear()
 
-    def to(self, device: torch.device | str) -> SKLearnMetrics:
-        """Moves the kept batches to ``device``."""
+    def _apply(self, fn: Any, recurse: bool = True) -> SKLearnMetrics:
+        # nn.Module.to / cuda / cpu go through _apply: the kept batches move with the module.
         for batches in self._batches.values():
-            batches[:] = [batch.to(device) for batch in batches]
-        return self
+            batches[:] = [fn(batch) for batch in batches]
+        return super()._apply(fn, recurse)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
+    def state_tensors(self) -> dict[str, torch.Tensor]:
         """Returns the epoch's batches concatenated, one tensor per key (none before the first update)."""
         return {key: value.clone() for key, value in self._concatenated().items()}
+
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
+        # nn.Module.state_dict() holds the kept samples too, as state_tensors() does.
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for key, value in self._concatenated().items():
+            destination[prefix + key] = value if keep_vars else value.detach()
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        own = {key: state_dict.pop(prefix + key) for key in _KEYS if prefix + key in state_dict}
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        state_dict.update({prefix + key: value for key, value in own.items()})  # the caller's dict, as it was
+        self.load_state_tensors(own)
 
     def merge_states(self, states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Concatenates the samples kept by several processes (scikit-learn then sees them all)."""
         return {key: torch.cat([state[key] for state in states]) for key in states[0]}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restores batches saved by :meth:`state_dict`."""
+    def load_state_tensors(self, state: dict[str, torch.Tensor]) -> None:
+        """Restores batches saved by :meth:`state_tensors`."""
         unknown = set(state) - set(_KEYS)
         if unknown:
             raise KeyError(f"Unexpected keys {sorted(unknown)} in SKLearnMetrics state; expected {_KEYS}.")
