@@ -60,7 +60,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         SequentialLR,
         StepLR,
     )
-    from trainwell.callbacks.mlflow import MLFlowLogger
+    from trainwell.callbacks.mlflow import MLFlowLogger, _get_git_commit
     from trainwell.callbacks.monitor import Monitor
     from trainwell.callbacks.notification import (
         LoggingNotificator,
@@ -84,6 +84,8 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
 # Loaded on first use (PEP 562): `from trainwell import Model` does not pay for the experiment layer,
 # every callback and the toolbox (each module costs milliseconds to import).
 _LAZY = {
+    # Poutyne exports this private helper at its top level (its tests import it from there).
+    "_get_git_commit": "trainwell.callbacks.mlflow",
     "AtomicCSVGradientLogger": "trainwell.callbacks.gradient_logger",
     "AtomicCSVLogger": "trainwell.callbacks.csv_logger",
     "BestModelRestore": "trainwell.callbacks.best_model_restore",
@@ -211,6 +213,7 @@ __all__ = [
     "TerminateOnNaN",
     "WebhookNotificator",
     "WeightsGradientsStatsTracker",
+    "_get_git_commit",
     "cosinespace",
     "linspace",
     "one_cycle_phases",
