@@ -1,7 +1,7 @@
 """Callbacks: hooks around the training loop (see :mod:`trainwell.callbacks.base` for the protocol).
 
 Every callback is importable from here and from ``trainwell`` itself. Optional dependencies
-(tensorboard, mlflow) are imported only when a callback that needs them is created.
+(tensorboard, mlflow, wandb) are imported only when a callback that needs them is created.
 """
 
 from __future__ import annotations
@@ -80,10 +80,12 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from trainwell.callbacks.profiler import StepProfiler
     from trainwell.callbacks.progress_bar import ProgressBar
     from trainwell.callbacks.tensorboard import TensorBoardLogger
+    from trainwell.callbacks.wandb_logger import WandBLogger
 
 # Loaded on first use (PEP 562): `from trainwell import Model` does not pay for the experiment layer,
 # every callback and the toolbox (each module costs milliseconds to import).
 _LAZY = {
+    "WandBLogger": "trainwell.callbacks.wandb_logger",
     # Poutyne exports this private helper at its top level (its tests import it from there).
     "_get_git_commit": "trainwell.callbacks.mlflow",
     "AtomicCSVGradientLogger": "trainwell.callbacks.gradient_logger",
@@ -211,6 +213,7 @@ __all__ = [
     "TensorBoardGradientTracker",
     "TensorBoardLogger",
     "TerminateOnNaN",
+    "WandBLogger",
     "WebhookNotificator",
     "WeightsGradientsStatsTracker",
     "_get_git_commit",

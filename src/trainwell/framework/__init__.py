@@ -27,7 +27,9 @@ MODULES = {
     "mlflow_logger": "trainwell.callbacks.mlflow",
     "progress": "trainwell.callbacks.progress",
     "progress_bar": "trainwell.callbacks.progress_bar",
-    "wandb_logger": "trainwell.callbacks.wandb",
+    "wandb_logger": "trainwell.callbacks.wandb_logger",
+    # poutyne.framework re-exported the torch module itself (patch targets such as 'poutyne.framework.torch.onnx').
+    "torch": "torch",
 }
 
 
