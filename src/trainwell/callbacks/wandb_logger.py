@@ -160,9 +160,10 @@ class WandBLogger(Callback):
             self.run.watch(self.model.network, log="all", log_freq=self.log_gradient_frequency)
         if self.training_batch_shape is not None:
             # torch.onnx and torch.randn read through the module, so that they can be replaced in tests.
-            batch = torch.randn(self.training_batch_shape).to(self.model.device)
+            device = getattr(self.model, "device", None) or next(self.model.network.parameters()).device
+            batch = torch.randn(self.training_batch_shape).to(device)
             path = f"{self.run.dir}/{self.run.name}_model.onnx"
-            torch.onnx.export(self.model.network, batch, path)
+            torch.onnx.export(self.model.network, batch, path)  # type: ignore[arg-type]  # a tensor is accepted
             self.run.save(path)
 
     def on_train_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
