@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("experiment",),
     ("integrations",),
     ("search",),
-    ("compat",),
+    ("compat", "framework"),
     ("cli", "__main__"),
 ]
 RANKS = {f"trainwell.{key}": rank for rank, keys in enumerate(LAYERS) for key in keys}

@@ -334,7 +334,7 @@ def test_bad_arguments_are_named_with_the_fix():
         StepLR(step=2)
     with pytest.raises(TypeError, match=r"missing a required argument: 'step_size'. It accepts: step_size, gamma"):
         StepLR()
-    with pytest.raises(TypeError, match="remove the optimizer from its arguments"):
+    with pytest.raises(ValueError, match="remove the optimizer from its arguments"):
         StepLR(_optimizer([torch.zeros(1)]), step_size=2)
     with pytest.raises(ValueError, match=r"`milestones` must have one element fewer than `schedulers` \(2\)"):
         SequentialLR([StepLR(step_size=1), StepLR(step_size=2)], milestones=[1, 2])

@@ -300,3 +300,23 @@ def test_missing_mlflow_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # makes `import mlflow` raise ImportError
     with pytest.raises(ImportError, match=r"MLFlowLogger needs MLflow.*pip install 'trainwell\[mlflow\]'"):
         MLFlowLogger()
+
+
+def test_get_git_commit_reads_a_real_repository(tmp_path, monkeypatch):
+    import trainwell.callbacks.mlflow as mlflow_module
+    from trainwell import _get_git_commit
+
+    git = pytest.importorskip("git")
+    repository = git.Repo.init(tmp_path / "repo")
+    (tmp_path / "repo" / "train.py").write_text("print('hi')\n")
+    repository.index.add(["train.py"])
+    actor = git.Actor("t", "t@example.org")
+    commit = repository.index.commit("first", author=actor, committer=actor)
+    (tmp_path / "repo" / "sub").mkdir()
+    assert _get_git_commit(tmp_path / "repo" / "sub") == commit.hexsha  # found from a subdirectory
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.warns(UserWarning, match=r"is in no git repository"):
+        assert _get_git_commit(tmp_path / "elsewhere") is None
+    monkeypatch.setattr(mlflow_module, "git", None)  # as without GitPython
+    with pytest.warns(UserWarning, match=r"GitPython cannot be imported"):
+        assert _get_git_commit(tmp_path / "repo") is None

@@ -102,27 +102,24 @@ def test_webhook_receives_start_epochs_end_and_test(webhook):
         WebhookNotificator(webhook.url, timeout=5), alert_frequency=2, experiment_name="xor"
     )
     model, history, (x, y) = _fit([callback], epochs=4)
-    test_loss, test_acc = model.evaluate(x, y, verbose=False, callbacks=[callback])
+    logs = model.evaluate(x, y, verbose=False, callbacks=[callback], return_dict_format=True)
 
     texts = [body["text"] for _, _, body in webhook.received]
+    # Poutyne's subjects and messages: the subject is the text's first line, the message follows.
     assert [text.splitlines()[0] for text in texts] == [
-        "[xor] Training started",
-        "[xor] Epoch 2/4 finished",
-        "[xor] Epoch 4/4 finished",
-        "[xor] Training finished",
-        "[xor] Testing finished",
+        "Start of the training for xor.",
+        "Epoch 2 is done for xor.",
+        "Epoch 4 is done for xor.",
+        "End of the training for xor.",
+        "Start of the testing for xor.",
+        "End of the testing for xor.",
     ]
-    assert texts[0].splitlines()[1:] == ["epochs: 4", "batches per epoch: 3", "validation batches: 3"]
-    epoch_2 = texts[1].splitlines()
-    for key in ("loss", "acc", "val_loss", "val_acc"):
-        assert f"{key}: {history[1][key]:.5g}" in epoch_2
-    # The epoch's values are its logs, which carry no lr (Poutyne's contract), as Poutyne's notifier sends.
-    assert "lr" not in history[1] and not any(line.startswith("lr") for line in epoch_2)
-    assert any(line.startswith("time: ") and line.endswith(" s") for line in epoch_2)
-    assert "last epoch: 4" in texts[3]
-    assert f"loss: {history[3]['loss']:.5g}" in texts[3]
-    assert f"test_loss: {test_loss:.5g}" in texts[4]
-    assert f"test_acc: {test_acc:.5g}" in texts[4]
+    assert texts[0] == "Start of the training for xor." and texts[3] == "End of the training for xor."
+    # Every key of the epoch's logs, unrounded; the logs carry no lr (Poutyne's contract).
+    listed = "".join(f"{key}: {value}\n" for key, value in history[1].items())
+    assert texts[1].replace("\n ", "\n") == f"Epoch 2 is done for xor.\nHere the epoch metrics: \n{listed}"
+    assert "lr" not in history[1]
+    assert f"test_loss: {logs['test_loss']}\n" in texts[5] and f"test_acc: {logs['test_acc']}\n" in texts[5]
 
     path, headers, _ = webhook.received[0]
     assert path == "/hooks/secret-token"
@@ -188,7 +185,7 @@ def test_logging_notificator_writes_records(caplog):
     with caplog.at_level(logging.WARNING, logger="tests.notify"):
         _fit([callback], epochs=3)
     subjects = [record.getMessage().splitlines()[0] for record in caplog.records if record.name == "tests.notify"]
-    assert subjects == ["Training started", "Epoch 3/3 finished", "Training finished"]
+    assert subjects == ["Start of the training.", "Epoch 3 is done.", "End of the training."]
     assert all(record.levelno == logging.WARNING for record in caplog.records if record.name == "tests.notify")
 
 
@@ -197,14 +194,18 @@ def test_poutyne_style_notificators_work():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a TypeError from the call would surface as the callback's warning
         _fit([NotificationCallback(notificator, experiment_name="p")], epochs=1)
-    assert notificator.subjects == ["[p] Training started", "[p] Epoch 1/1 finished", "[p] Training finished"]
+    assert notificator.subjects == [
+        "Start of the training for p.",
+        "Epoch 1 is done for p.",
+        "End of the training for p.",
+    ]
 
 
 def test_failed_training_is_notified():
     notificator = Collecting()
     with pytest.raises(RuntimeError, match="diverged"):
         _fit([NotificationCallback(notificator), FailAt()])
-    assert notificator.sent[-1] == ("Training failed", "RuntimeError: diverged")
+    assert notificator.sent[-1] == ("Training failed.", "RuntimeError: diverged")
 
 
 def test_argument_errors_name_the_argument():

@@ -43,6 +43,7 @@ def test_train_and_validation_share_a_chart_by_default(tmp_path):
         "acc_val_acc": ("acc", "val_acc"),
         "lr_lr": ("lr", "lr"),
         "time_time": ("time", "time"),
+        "epoch_epoch": ("epoch", "epoch"),  # as in Poutyne, the epoch number is a scalar too
     }
     assert sorted(path.name for path in tmp_path.iterdir() if path.is_dir()) == sorted(expected)
     for directory, (chart, key) in expected.items():
@@ -50,14 +51,14 @@ def test_train_and_validation_share_a_chart_by_default(tmp_path):
         assert list(scalars) == [chart]
         assert [step for step, _ in scalars[chart]] == [1, 2]
         assert [value for _, value in scalars[chart]] == as_float32(logs[key] for logs in history)
-    assert read_scalars(tmp_path) == {}  # the run's own file holds no scalar, and 'epoch' is the step
+    assert read_scalars(tmp_path) == {}  # the run's own file holds no scalar
 
 
 def test_split_train_val_gives_one_chart_per_key(tmp_path):
     rates = LearningRates()
     history = rates.beside(_fit([TensorBoardLogger(SummaryWriter(tmp_path), split_train_val=True), rates]))
     scalars = read_scalars(tmp_path)
-    assert "lr" in scalars and sorted(scalars) == sorted(key for key in history[0] if key != "epoch")
+    assert "lr" in scalars and "epoch" in scalars and sorted(scalars) == sorted(history[0])
     for key, points in scalars.items():
         assert [step for step, _ in points] == [1, 2]
         assert [value for _, value in points] == as_float32(logs[key] for logs in history)

@@ -1,7 +1,7 @@
 """Callbacks: hooks around the training loop (see :mod:`trainwell.callbacks.base` for the protocol).
 
 Every callback is importable from here and from ``trainwell`` itself. Optional dependencies
-(tensorboard, mlflow) are imported only when a callback that needs them is created.
+(tensorboard, mlflow, wandb) are imported only when a callback that needs them is created.
 """
 
 from __future__ import annotations
@@ -22,10 +22,18 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         StateCheckpoint,
     )
     from trainwell.callbacks.clip import ClipNorm, ClipValue
+    from trainwell.callbacks.color_progress import ColorProgress, EmptyStringAttrClass
     from trainwell.callbacks.control import EarlyStopping, TerminateOnNaN
     from trainwell.callbacks.csv_logger import AtomicCSVLogger, CSVLogger
     from trainwell.callbacks.delay import DelayCallback
-    from trainwell.callbacks.gradients import GradientTracker, TensorBoardGradientTracker
+    from trainwell.callbacks.gradient_logger import (
+        AtomicCSVGradientLogger,
+        CSVGradientLogger,
+        GradientLoggerBase,
+        MemoryGradientLogger,
+        TensorBoardGradientLogger,
+    )
+    from trainwell.callbacks.gradients import GradientTracker, TensorBoardGradientTracker, WeightsGradientsStatsTracker
     from trainwell.callbacks.gradients_norms import (
         CSVGradientNormLogger,
         GradientNormLogger,
@@ -52,7 +60,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         SequentialLR,
         StepLR,
     )
-    from trainwell.callbacks.mlflow import MLFlowLogger
+    from trainwell.callbacks.mlflow import MLFlowLogger, _get_git_commit
     from trainwell.callbacks.monitor import Monitor
     from trainwell.callbacks.notification import (
         LoggingNotificator,
@@ -70,18 +78,26 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         sgdr_phases,
     )
     from trainwell.callbacks.profiler import StepProfiler
+    from trainwell.callbacks.progress_bar import ProgressBar
     from trainwell.callbacks.tensorboard import TensorBoardLogger
+    from trainwell.callbacks.wandb_logger import WandBLogger
 
 # Loaded on first use (PEP 562): `from trainwell import Model` does not pay for the experiment layer,
 # every callback and the toolbox (each module costs milliseconds to import).
 _LAZY = {
+    "WandBLogger": "trainwell.callbacks.wandb_logger",
+    # Poutyne exports this private helper at its top level (its tests import it from there).
+    "_get_git_commit": "trainwell.callbacks.mlflow",
+    "AtomicCSVGradientLogger": "trainwell.callbacks.gradient_logger",
     "AtomicCSVLogger": "trainwell.callbacks.csv_logger",
     "BestModelRestore": "trainwell.callbacks.best_model_restore",
+    "CSVGradientLogger": "trainwell.callbacks.gradient_logger",
     "CSVGradientNormLogger": "trainwell.callbacks.gradients_norms",
     "CSVLogger": "trainwell.callbacks.csv_logger",
     "ChainedScheduler": "trainwell.callbacks.lr_scheduler",
     "ClipNorm": "trainwell.callbacks.clip",
     "ClipValue": "trainwell.callbacks.clip",
+    "ColorProgress": "trainwell.callbacks.color_progress",
     "ConstantLR": "trainwell.callbacks.lr_scheduler",
     "ContinuePrompt": "trainwell.callbacks.interactive",
     "CosineAnnealingLR": "trainwell.callbacks.lr_scheduler",
@@ -89,7 +105,9 @@ _LAZY = {
     "CyclicLR": "trainwell.callbacks.lr_scheduler",
     "DelayCallback": "trainwell.callbacks.delay",
     "EarlyStopping": "trainwell.callbacks.control",
+    "EmptyStringAttrClass": "trainwell.callbacks.color_progress",
     "ExponentialLR": "trainwell.callbacks.lr_scheduler",
+    "GradientLoggerBase": "trainwell.callbacks.gradient_logger",
     "GradientNormLogger": "trainwell.callbacks.gradients_norms",
     "GradientTracker": "trainwell.callbacks.gradients",
     "LRScheduler": "trainwell.callbacks.lr_scheduler",
@@ -99,6 +117,7 @@ _LAZY = {
     "LinearLR": "trainwell.callbacks.lr_scheduler",
     "LoggingNotificator": "trainwell.callbacks.notification",
     "MLFlowLogger": "trainwell.callbacks.mlflow",
+    "MemoryGradientLogger": "trainwell.callbacks.gradient_logger",
     "MemoryGradientNormLogger": "trainwell.callbacks.gradients_norms",
     "ModelCheckpoint": "trainwell.callbacks.checkpoint",
     "Monitor": "trainwell.callbacks.monitor",
@@ -113,17 +132,20 @@ _LAZY = {
     "PeriodicSaveLambda": "trainwell.callbacks.periodic",
     "Phase": "trainwell.callbacks.policies",
     "PolynomialLR": "trainwell.callbacks.lr_scheduler",
+    "ProgressBar": "trainwell.callbacks.progress_bar",
     "RandomStatesCheckpoint": "trainwell.callbacks.checkpoint",
     "ReduceLROnPlateau": "trainwell.callbacks.lr_scheduler",
     "SequentialLR": "trainwell.callbacks.lr_scheduler",
     "StateCheckpoint": "trainwell.callbacks.checkpoint",
-    "StepProfiler": "trainwell.callbacks.profiler",
     "StepLR": "trainwell.callbacks.lr_scheduler",
+    "StepProfiler": "trainwell.callbacks.profiler",
+    "TensorBoardGradientLogger": "trainwell.callbacks.gradient_logger",
     "TensorBoardGradientNormLogger": "trainwell.callbacks.gradients_norms",
     "TensorBoardGradientTracker": "trainwell.callbacks.gradients",
     "TensorBoardLogger": "trainwell.callbacks.tensorboard",
     "TerminateOnNaN": "trainwell.callbacks.control",
     "WebhookNotificator": "trainwell.callbacks.notification",
+    "WeightsGradientsStatsTracker": "trainwell.callbacks.gradients",
     "cosinespace": "trainwell.callbacks.policies",
     "linspace": "trainwell.callbacks.policies",
     "one_cycle_phases": "trainwell.callbacks.policies",
@@ -131,8 +153,10 @@ _LAZY = {
 }
 
 __all__ = [
+    "AtomicCSVGradientLogger",
     "AtomicCSVLogger",
     "BestModelRestore",
+    "CSVGradientLogger",
     "CSVGradientNormLogger",
     "CSVLogger",
     "Callback",
@@ -140,6 +164,7 @@ __all__ = [
     "ChainedScheduler",
     "ClipNorm",
     "ClipValue",
+    "ColorProgress",
     "ConstantLR",
     "ContinuePrompt",
     "CosineAnnealingLR",
@@ -147,8 +172,10 @@ __all__ = [
     "CyclicLR",
     "DelayCallback",
     "EarlyStopping",
+    "EmptyStringAttrClass",
     "EpochProgressionCallback",
     "ExponentialLR",
+    "GradientLoggerBase",
     "GradientNormLogger",
     "GradientTracker",
     "LRScheduler",
@@ -158,6 +185,7 @@ __all__ = [
     "LinearLR",
     "LoggingNotificator",
     "MLFlowLogger",
+    "MemoryGradientLogger",
     "MemoryGradientNormLogger",
     "ModelCheckpoint",
     "Monitor",
@@ -172,6 +200,7 @@ __all__ = [
     "PeriodicSaveLambda",
     "Phase",
     "PolynomialLR",
+    "ProgressBar",
     "ProgressionCallback",
     "RandomStatesCheckpoint",
     "ReduceLROnPlateau",
@@ -179,11 +208,15 @@ __all__ = [
     "StateCheckpoint",
     "StepLR",
     "StepProfiler",
+    "TensorBoardGradientLogger",
     "TensorBoardGradientNormLogger",
     "TensorBoardGradientTracker",
     "TensorBoardLogger",
     "TerminateOnNaN",
+    "WandBLogger",
     "WebhookNotificator",
+    "WeightsGradientsStatsTracker",
+    "_get_git_commit",
     "cosinespace",
     "linspace",
     "one_cycle_phases",

@@ -120,22 +120,33 @@ class TerminateOnNaN(Callback):
         check_positive_int(check_every_n_steps, "check_every_n_steps")
         self.check_every_n_steps = check_every_n_steps
         self.raise_error = raise_error
-        self.stopped_at: tuple[int, int] | None = None
+        self.stopped_at: tuple[int | None, int] | None = None
 
     def on_train_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         if batch_number % self.check_every_n_steps:
             return
-        tracker = self.model.state.tracker
-        total = tracker.loss_total() if tracker is not None else None
-        if total is None or bool(torch.isfinite(total).all()):
+        if self._loss_is_finite(logs):
             return
-        epoch = self.model.state.epoch
+        epoch = getattr(getattr(self.model, "state", None), "epoch", None)
         self.stopped_at = (epoch, batch_number)
+        where = f" (epoch {epoch})" if epoch else ""
         message = (
-            f"The training loss became NaN or infinite at epoch {epoch}, by step {batch_number}: training stopped. "
-            "Lower the learning rate, check the inputs for NaN, or clip gradients (ClipNorm)."
+            f"Batch {batch_number:d}: Invalid loss, terminating training{where}: the training loss became NaN or "
+            "infinite. Lower the learning rate, check the inputs for NaN, or clip gradients (ClipNorm)."
         )
         self.model.stop_training = True
         if self.raise_error:
             raise FloatingPointError(message)
         print(message)
+
+    def _loss_is_finite(self, logs: Mapping[str, Any]) -> bool:
+        # In the loop: the phase's running loss sum, on the device (no read of the batch's own loss). Called
+        # outside a loop (no tracker): the loss in the logs.
+        tracker = getattr(getattr(self.model, "state", None), "tracker", None)
+        total = tracker.loss_total() if tracker is not None else None
+        if total is None:
+            loss = logs.get("loss")
+            if loss is None:
+                return True
+            total = torch.as_tensor(loss)
+        return bool(torch.isfinite(total).all())

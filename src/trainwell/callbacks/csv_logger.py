@@ -57,19 +57,32 @@ def read_csv(path: Path, separator: str) -> tuple[list[str] | None, list[list[st
 
 
 def rows_before_epoch(header: Sequence[str], rows: list[list[str]], epoch: int) -> list[list[str]]:
-    """The rows whose ``epoch`` cell is smaller than ``epoch`` (rows without a readable epoch are kept)."""
+    """The rows of the epochs before ``epoch``.
+
+    A row with an empty ``epoch`` cell is a batch row (``batch_granularity``): it belongs to the epoch of the
+    next epoch row, and batch rows after the last epoch row (an epoch cut short) are dropped. Rows whose
+    epoch cell is not a number are kept.
+    """
     if "epoch" not in header:
         return rows
     column = list(header).index("epoch")
-    kept = []
+    kept: list[list[str]] = []
+    pending: list[list[str]] = []  # batch rows waiting for their epoch's row
     for row in rows:
+        cell = row[column] if column < len(row) else ""
+        if cell == "":
+            pending.append(row)
+            continue
         try:
-            row_epoch = int(float(row[column]))
-        except (IndexError, ValueError):
+            row_epoch = int(float(cell))
+        except ValueError:
             kept.append(row)
             continue
-        if row_epoch < epoch:
-            kept.append(row)
+        if row_epoch >= epoch:
+            break
+        kept.extend(pending)
+        kept.append(row)
+        pending = []
     return kept
 
 
@@ -160,6 +173,20 @@ class CSVFile:
             self._writer.writerow(cells)
             self._flush(sync)
 
+    def write_rows(self, rows: Sequence[Mapping[str, Any]], *, sync: bool = False) -> None:
+        """Appends several rows at once: in the atomic mode, with one rewrite of the file instead of one per row."""
+        if not self.atomic:
+            for index, row in enumerate(rows):
+                self.write(row, sync=sync and index == len(rows) - 1)
+            return
+        if not rows:
+            return
+        if self.fieldnames is None:
+            self.fieldnames = list(rows[0])
+        self._rows.extend(format_row(self.fieldnames, row) for row in rows)
+        self.rows_written += len(rows)
+        self._replace(render_csv(self.fieldnames, self._rows, self.separator))
+
     def _flush(self, sync: bool) -> None:
         assert self._handle is not None
         self._handle.flush()
@@ -188,11 +215,12 @@ class CSVFile:
 class CSVLogger(Callback):
     r"""Writes the logs of every epoch (and optionally every batch) to a CSV file, one row at a time.
 
-    The header is the first epoch's log keys in log order (``epoch``, ``time``, ``lr``, ``loss``, metrics,
-    ``val_`` values). With ``batch_granularity`` the header is known before the first batch: ``epoch``,
-    ``batch``, ``size``, ``time``, the learning rates, the loss and metrics, and their ``val_`` versions;
-    batch rows leave the epoch-only cells empty. Each row is flushed when written, so a crash loses at
-    most the row being written, and every epoch row is also fsync'd.
+    The header is Poutyne's, fixed when training begins: ``epoch``, ``time``, the learning rates (``lr``, or
+    ``lr_group_<i>`` for several parameter groups), ``loss``, the model's metrics, then their ``val_``
+    versions (empty without validation data); keys of the logs outside it are not written. With
+    ``batch_granularity``, ``batch`` and ``size`` follow ``epoch`` and each training batch adds a row whose
+    epoch-only cells (``epoch`` included) are empty. Each row is flushed when written, so a crash loses
+    at most the row being written, and every epoch row is also fsync'd.
 
     Args:
         filename: the CSV file.
@@ -207,7 +235,7 @@ class CSVLogger(Callback):
     >>> model = Model(torch.nn.Linear(2, 1), 'sgd', 'mse')
     >>> _ = model.fit(torch.ones(4, 2), torch.ones(4, 1), epochs=2, verbose=False, callbacks=[CSVLogger(path)])
     >>> path.read_text().splitlines()[0]
-    'epoch,time,lr,loss'
+    'epoch,time,lr,loss,val_loss'
     """
 
     reads_gradients = False  # its on_train_batch_end never looks at gradients
@@ -231,37 +259,39 @@ class CSVLogger(Callback):
         self._resuming = False
         self._resume_fieldnames: list[str] | None = None
         self._opened = False
+        self._fieldnames: list[str] = []
 
     def _make_file(self) -> CSVFile:
         return CSVFile(self.filename, self.separator, atomic=False)
 
-    def _batch_header(self) -> list[str]:
-        # Batch rows come before the first epoch row: the header is built from what the model will log.
+    def _header(self) -> list[str]:
+        # Poutyne's header, fixed when training begins from what the model will log.
         rates = list(epoch_learning_rates(self.model))  # the keys the epoch rows will carry
         values = ["loss", *getattr(self.model, "metrics_names", [])]
-        return ["epoch", "batch", "size", "time", *rates, *values, *(f"val_{name}" for name in values)]
+        counters = ["epoch", "batch", "size", "time"] if self.batch_granularity else ["epoch", "time"]
+        return [*counters, *rates, *values, *(f"val_{name}" for name in values)]
 
     def on_train_begin(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
         # The file opens at the first epoch: a resumed run only knows there which epochs it redoes.
         self._file.close()  # a handle left open by a run that raised
         self._opened = False
+        self._fieldnames = self._header()
 
     def on_epoch_begin(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         self._epoch = epoch_number
         if self._opened:
             return
-        header = self._batch_header() if self.batch_granularity else None
         if self._resuming:
             # The file's own header wins; the checkpoint's is the fallback when the file is gone.
-            self._file.open(self._resume_fieldnames or header, append=True, keep_before_epoch=epoch_number)
+            self._file.open(self._resume_fieldnames or self._fieldnames, append=True, keep_before_epoch=epoch_number)
             self._resuming = False
         else:
-            self._file.open(header, append=self.append)
+            self._file.open(self._fieldnames, append=self.append)
         self._opened = True
 
     def on_train_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         if self.batch_granularity:
-            self._file.write({"epoch": self._epoch, **logs})
+            self._file.write(logs)  # as in Poutyne, a batch row leaves the epoch cell empty
 
     def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         # The logs carry no lr (Poutyne's contract): the epoch's learning rates go beside them.

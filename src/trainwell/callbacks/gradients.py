@@ -1,4 +1,4 @@
-"""Gradient diagnostics: per-layer gradient statistics per epoch (``GradientTracker``).
+"""Gradient diagnostics: per-layer gradient statistics per epoch (GradientTracker) and per batch (Poutyne's tracker).
 
 The per-step gradient-norm loggers live in :mod:`trainwell.callbacks.gradients_norms` and share the
 reading machinery defined here.
@@ -25,7 +25,7 @@ import torch
 from trainwell.callbacks.base import Callback
 from trainwell.callbacks.tensorboard import resolve_writer
 
-__all__ = ["GradientReader", "GradientTracker", "TensorBoardGradientTracker", "is_bias"]
+__all__ = ["GradientReader", "GradientTracker", "TensorBoardGradientTracker", "WeightsGradientsStatsTracker", "is_bias"]
 
 STATISTICS = ("mean", "std", "min", "max", "abs_min", "abs_max", "norm")
 
@@ -44,6 +44,100 @@ def _check_flag(name: str, value: Any) -> None:
         raise TypeError(f"`{name}` must be True or False. Received: {name}={value!r}.")
 
 
+class WeightsGradientsStatsTracker:
+    """Running per-layer statistics of gradients over batches (Poutyne's tracker), kept on the device.
+
+    Each :meth:`batch_statistic_upgrade` adds one batch: the mean of ``|g|`` per layer (whose running
+    mean and variance across batches follow Welford's algorithm), and the extremes of ``g`` and ``|g|``.
+    :meth:`get_stats` reads them in one transfer and starts over.
+
+    Args:
+        number_layers: how many layers each batch gives (in the same order every time).
+
+    >>> tracker = WeightsGradientsStatsTracker(number_layers=1)
+    >>> class Parameter:
+    ...     grad = torch.tensor([0.5, -1.5])
+    >>> tracker.batch_statistic_upgrade([('w', Parameter())])
+    >>> tracker.get_stats(['w'])['w']['mean'], tracker.count
+    (1.0, 1)
+    """
+
+    def __init__(self, number_layers: int) -> None:
+        if isinstance(number_layers, bool) or not isinstance(number_layers, int) or number_layers < 0:
+            raise ValueError(f"`number_layers` must be an int >= 0. Received: number_layers={number_layers!r}.")
+        self.number_layers = number_layers
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets every batch."""
+        self.count = 1  # Poutyne's convention: the number of the next batch
+        self._sums: dict[str, torch.Tensor] | None = None
+
+    def batch_statistic_upgrade(self, named_parameters: Any) -> None:
+        """Adds one batch: ``named_parameters`` yields ``(name, parameter)`` pairs whose ``.grad`` is set."""
+        with torch.no_grad():
+            gradients = [parameter.grad.detach().float() for _, parameter in named_parameters]
+            if len(gradients) != self.number_layers:
+                raise ValueError(
+                    f"WeightsGradientsStatsTracker tracks {self.number_layers} layers; this batch gave "
+                    f"{len(gradients)} gradients."
+                )
+            if not gradients:
+                return
+            absolute = [gradient.abs() for gradient in gradients]
+            step = {
+                "abs_mean": torch.stack([values.mean() for values in absolute]),
+                "min": torch.stack([gradient.min() for gradient in gradients]),
+                "abs_min": torch.stack([values.min() for values in absolute]),
+                "max": torch.stack([gradient.max() for gradient in gradients]),
+                "abs_max": torch.stack([values.max() for values in absolute]),
+            }
+            if self._sums is None:
+                zeros = torch.zeros_like(step["abs_mean"])
+                self._sums = {"mean": zeros.clone(), "m2": zeros.clone(), **{k: v.clone() for k, v in step.items()}}
+            sums = self._sums
+            delta = step["abs_mean"] - sums["mean"]  # Welford's update of the mean and squared deviations
+            sums["mean"].add_(delta / self.count)
+            sums["m2"].add_(delta * (step["abs_mean"] - sums["mean"]))
+            for name in ("min", "abs_min"):
+                torch.minimum(sums[name], step[name], out=sums[name])
+            for name in ("max", "abs_max"):
+                torch.maximum(sums[name], step[name], out=sums[name])
+        self.count += 1
+
+    def get_stats(self, layer_names: list[str]) -> dict[str, dict[str, float]]:
+        """The statistics of each layer since the last reset (one transfer), then a reset.
+
+        Returns:
+            ``{layer: {'mean', 'mean_std_dev_up', 'mean_std_dev_down', 'min', 'abs_min', 'max', 'abs_max'}}``:
+            the mean of ``|g|`` over the batches, plus and minus its standard deviation across batches (n - 1;
+            0 for one batch), and the extremes.
+        """
+        if self._sums is None:
+            self.reset()
+            return {}
+        sums, batches = self._sums, self.count - 1
+        std = (sums["m2"] / (batches - 1)).clamp_min(0).sqrt() if batches > 1 else torch.zeros_like(sums["m2"])
+        table = torch.stack(
+            [
+                sums["mean"],
+                sums["mean"] + std,
+                sums["mean"] - std,
+                sums["min"],
+                sums["abs_min"],
+                sums["max"],
+                sums["abs_max"],
+            ]
+        ).tolist()
+        names = ("mean", "mean_std_dev_up", "mean_std_dev_down", "min", "abs_min", "max", "abs_max")
+        stats = {
+            layer: {name: table[row][index] for row, name in enumerate(names)}
+            for index, layer in enumerate(layer_names)
+        }
+        self.reset()
+        return stats
+
+
 class GradientReader(Callback):
     """Selects the parameters to watch and runs :meth:`_read_gradients` before every optimizer step."""
 
@@ -59,7 +153,7 @@ class GradientReader(Callback):
         named = [
             (name, parameter)
             for name, parameter in self.model.network.named_parameters()
-            if parameter.requires_grad and parameter.numel() > 0 and (self.keep_bias or not is_bias(name))
+            if self._keep_layer(parameter, name) and parameter.numel() > 0
         ]
         self.layer_names = [name for name, _ in named]
         self._parameters = [parameter for _, parameter in named]
@@ -73,6 +167,10 @@ class GradientReader(Callback):
         hooks = self._hooks()
         if self._read_gradients in hooks:
             hooks.remove(self._read_gradients)
+
+    def _keep_layer(self, parameter: Any, name: str) -> bool:
+        """Whether a parameter is watched: it is trained, and it is no bias unless ``keep_bias``."""
+        return bool(parameter.requires_grad) and (self.keep_bias or not is_bias(name))
 
     def _hooks(self) -> list[Any]:
         steps = getattr(self.model, "_steps", None)
@@ -258,14 +356,12 @@ class TensorBoardGradientTracker(GradientTracker):
     def _on_gradient_statistics(self, epoch: int, statistics: dict[str, dict[str, float]]) -> None:
         for layer, values in statistics.items():
             mean, std = values["mean"], values["std"]
-            self.writer.add_scalars(
-                f"gradient_distributions/{layer}",
-                {"mean": mean, "mean_std_dev_up": mean + std, "mean_std_dev_down": mean - std},
-                epoch,
-            )
-            self.writer.add_scalars(
-                f"other_gradient_stats/{layer}", {"min": values["min"], "max": values["max"]}, epoch
-            )
+            # One add_scalars per series, as Poutyne writes them (the event files are the same as with one call).
+            series = {"mean": mean, "mean_std_dev_up": mean + std, "mean_std_dev_down": mean - std}
+            for name, value in series.items():
+                self.writer.add_scalars(f"gradient_distributions/{layer}", {name: value}, epoch)
+            for name in ("min", "max"):
+                self.writer.add_scalars(f"other_gradient_stats/{layer}", {name: values[name]}, epoch)
             self.writer.add_scalar(f"gradient_norm_mean/{layer}", values["norm"], epoch)
         self.writer.flush()
 

@@ -68,7 +68,8 @@ def check_arguments(factory: Callable[..., Any], name: str, args: tuple[Any, ...
     TypeError: StepLR(...) got an unexpected keyword argument 'step' (did you mean 'step_size'?). It accepts: ...
     """
     if "optimizer" in kwargs or (args and isinstance(args[0], torch.optim.Optimizer)):
-        raise TypeError(
+        # A ValueError, as in Poutyne: the argument is of a valid type but has no place here.
+        raise ValueError(
             f"{name}(...) builds its scheduler on the model's optimizer when training starts: remove the "
             "optimizer from its arguments."
         )

@@ -32,8 +32,49 @@ from trainwell.callbacks.mlflow_helpers import (
     resolve_tracking_uri,
     safe_key,
 )
+from trainwell.callbacks.optional_imports import lazy_optional_names, optional
 
-__all__ = ["MLFlowLogger"]
+__all__ = ["MLFlowLogger", "_get_git_commit"]
+
+# The optional packages, imported on first use; module-level names, so that Poutyne's tests (and users) can
+# replace them (`unittest.mock.patch('trainwell.callbacks.mlflow.git', None)`).
+_OPTIONAL = {
+    "git": ("git", None),
+    "mlflow": ("mlflow", None),
+    "MlflowClient": ("mlflow.tracking", "MlflowClient"),
+}
+__getattr__ = lazy_optional_names(globals(), _OPTIONAL)
+
+
+def _get_git_commit(path: str | os.PathLike[str]) -> str | None:
+    """The commit checked out in the git repository holding ``path`` (Poutyne's helper); None with a warning.
+
+    The warning says why: GitPython (the ``git`` package) or the git executable is missing, or ``path`` is in
+    no repository.
+
+    >>> import tempfile, warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter('always')
+    ...     commit = _get_git_commit(tempfile.mkdtemp())
+    >>> commit is None, 'no git repository' in str(caught[0].message) or 'GitPython' in str(caught[0].message)
+    (True, True)
+    """
+    git = optional(globals(), "git", _OPTIONAL)
+    if git is None:
+        warnings.warn(
+            "The git commit is not available: GitPython cannot be imported (install it with `pip install gitpython`; "
+            "it also needs the git executable on the PATH).",
+            stacklevel=2,
+        )
+        return None
+    try:
+        return str(git.Repo(path, search_parent_directories=True).head.commit.hexsha)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as error:
+        warnings.warn(
+            f"The git commit is not available: {os.fspath(path)!r} is in no git repository ({error!r}).", stacklevel=2
+        )
+        return None
+
 
 _END_STATUSES = ("FINISHED", "FAILED", "KILLED")
 # Optimizer constructor flags that choose an implementation, not the optimization: noise in a params table.
@@ -89,6 +130,11 @@ class MLFlowLogger(Callback):
         tags: Mapping[str, Any] | None = None,
         terminate_on_end: bool = True,
     ) -> None:
+        if optional(globals(), "mlflow", _OPTIONAL) is None:
+            raise ImportError(
+                "MLFlowLogger needs MLflow, which is not installed. Install it with `pip install 'trainwell[mlflow]'` "
+                "(or `pip install mlflow`)."
+            )
         mlflow = import_mlflow(type(self).__name__)
         for argument, value in (
             ("experiment_name", experiment_name),
@@ -118,7 +164,7 @@ class MLFlowLogger(Callback):
         # Fixed now, so that a later change of the working directory or of MLflow's global URI cannot
         # split one run's records between two stores.
         self.tracking_uri = resolve_tracking_uri(tracking_uri) or mlflow.get_tracking_uri()
-        self.client = mlflow.tracking.MlflowClient(tracking_uri=self.tracking_uri)
+        self.client = optional(globals(), "MlflowClient", _OPTIONAL)(tracking_uri=self.tracking_uri)
         self.experiment_name = experiment_name
         self.experiment_id = experiment_id
         self.batch_granularity = batch_granularity

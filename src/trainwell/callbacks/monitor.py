@@ -14,7 +14,20 @@ from typing import Any
 from trainwell.losses import LOSS_ALIASES, LOSS_NAMES
 from trainwell.metrics.base import direction_of
 
-__all__ = ["Monitor", "infer_mode", "metric_direction"]
+__all__ = ["MissingLogError", "Monitor", "infer_mode", "metric_direction"]
+
+
+class MissingLogError(KeyError, ValueError):
+    """A monitored value is not in the logs.
+
+    Both a ``KeyError`` (what Poutyne raises, a missing log key) and a ``ValueError`` (a wrong ``monitor``
+    value), so that either ``except`` catches it. Its message is shown as written, without the quotes a
+    plain ``KeyError`` adds.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
 
 # Log keys (without the 'val_'/'test_' prefix) where a smaller value is better, checked first ('mape' is
 # an error, not a mean average precision). Loss names (trainwell.losses) count too.
@@ -192,13 +205,13 @@ class Monitor:
         self.mode  # noqa: B018 (warns now, before training, when the direction is still unknown)
 
     def value(self, logs: Mapping[str, Any]) -> float:
-        """Reads the monitored value, with a ValueError listing the available keys when it is missing."""
+        """Reads the monitored value; a :class:`MissingLogError` lists the available keys when it is missing."""
         if self.monitor not in logs:
             available = sorted(key for key in logs if key not in ("epoch", "batch", "size"))
             hint = ""
             if self.monitor.startswith("val_") and not any(key.startswith("val_") for key in logs):
                 hint = " Pass validation data to fit, or monitor a training value."
-            raise ValueError(
+            raise MissingLogError(
                 f"{self.owner} monitors {self.monitor!r}, which is not in the logs. Available keys: {available}.{hint}"
             )
         return float(logs[self.monitor])

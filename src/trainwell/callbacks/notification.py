@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import time
 import urllib.parse
 import warnings
 from abc import ABC, abstractmethod
@@ -154,50 +152,22 @@ class LoggingNotificator(Notificator):
         self.logger.log(self.level, "%s", _join(message, subject))
 
 
-def format_value(key: str, value: Any) -> str:
-    """One log value for a human: 5 significant digits, seconds for times.
+def format_logs(logs: Mapping[str, Any]) -> str:
+    r"""Logs as Poutyne's notifications list them: one ``name: value`` per line, every key, values unrounded.
 
-    >>> format_value('loss', 0.123456789), format_value('acc', 97.5), format_value('time', 3.21)
-    ('0.12346', '97.5', '3.2 s')
+    >>> format_logs({'epoch': 2, 'loss': 0.5})
+    'epoch: 2\n loss: 0.5\n'
     """
-    if isinstance(value, Real) and not isinstance(value, bool):
-        number = float(value)
-        if key == "time" or key.endswith("_time"):
-            return format_duration(number)
-        return f"{number:.5g}" if not number.is_integer() or abs(number) >= 1e6 else str(int(number))
-    return str(value)
-
-
-def format_duration(seconds: float) -> str:
-    """A duration in the largest fitting units.
-
-    >>> format_duration(3.21), format_duration(125), format_duration(7384)
-    ('3.2 s', '2 min 05 s', '2 h 03 min')
-    """
-    if not math.isfinite(seconds) or seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def format_logs(logs: Mapping[str, Any], skip: tuple[str, ...] = ("epoch",)) -> str:
-    """Logs as ``name: value`` lines, in their order.
-
-    >>> print(format_logs({'epoch': 2, 'loss': 0.5, 'val_acc': 87.25, 'time': 1.5}))
-    loss: 0.5
-    val_acc: 87.25
-    time: 1.5 s
-    """
-    return "\n".join(f"{key}: {format_value(key, value)}" for key, value in logs.items() if key not in skip)
+    return " ".join(f"{key}: {value}\n" for key, value in logs.items())
 
 
 class NotificationCallback(Callback):
-    """Sends a notification when training starts, every ``alert_frequency`` epochs, at its end, after ``evaluate``.
+    """Sends a notification when training and evaluation start and end, and every ``alert_frequency`` epochs.
 
-    Epoch notifications list the epoch's values (``loss``, metrics, ``val_`` values, ``lr``, time).
+    The subjects and messages are Poutyne's: ``'Start of the training.'``, ``'Epoch 3 is done.'`` with
+    the epoch's logs (``'Here the epoch metrics: ...'``), ``'End of the training.'``, ``'Start of the
+    testing.'``, ``'End of the testing.'`` with the test logs; with ``experiment_name``, `` for <name>``
+    comes before the final period. A run that raises sends ``'Training failed.'`` with the error.
     Notifying never stops training: when the notificator raises (network down, bad URL), the callback
     warns once, counts the failures in :attr:`failures`, and keeps going.
 
@@ -205,7 +175,7 @@ class NotificationCallback(Callback):
         notificator: any object with ``send_notification(message, subject=None)``: a
             :class:`WebhookNotificator`, a :class:`LoggingNotificator`, a ``notif`` notificator...
         alert_frequency: send the epoch notification every this many epochs.
-        experiment_name: shown in brackets at the start of every subject.
+        experiment_name: named in every subject.
 
     >>> callback = NotificationCallback(LoggingNotificator(), alert_frequency=5, experiment_name='mnist')
     """
@@ -225,11 +195,10 @@ class NotificationCallback(Callback):
         self.alert_frequency = alert_frequency
         self.experiment_name = experiment_name
         self.failures = 0
-        self._started: float | None = None
-        self._last_logs: Mapping[str, Any] = {}
 
     def _subject(self, event: str) -> str:
-        return f"[{self.experiment_name}] {event}" if self.experiment_name else event
+        name = f" for {self.experiment_name}" if self.experiment_name is not None else ""
+        return f"{event}{name}."
 
     def notify(self, event: str, message: str = "") -> None:
         """Sends ``message`` under the subject ``event``; a failure warns once and never raises."""
@@ -247,38 +216,26 @@ class NotificationCallback(Callback):
                 )
 
     def on_train_begin(self, logs: Mapping[str, Any]) -> None:
-        """Sends 'Training started' with the number of epochs and batches."""
-        self._started = time.perf_counter()
-        params = getattr(self, "params", {})
-        details = {
-            "epochs": params.get("epochs"),
-            "batches per epoch": params.get("steps"),
-            "validation batches": params.get("valid_steps"),
-        }
-        self.notify("Training started", "\n".join(f"{key}: {value}" for key, value in details.items() if value))
+        """Sends 'Start of the training.'."""
+        self.notify("Start of the training")
 
     def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:
-        """Every ``alert_frequency`` epochs, sends the epoch's values."""
-        self._last_logs = logs
+        """Every ``alert_frequency`` epochs, sends the epoch's logs."""
         if epoch_number % self.alert_frequency == 0:
-            epochs = getattr(self, "params", {}).get("epochs")
-            event = f"Epoch {epoch_number}/{epochs} finished" if epochs else f"Epoch {epoch_number} finished"
-            self.notify(event, format_logs(logs))
+            self.notify(f"Epoch {epoch_number} is done", f"Here the epoch metrics: \n{format_logs(logs)}")
 
     def on_train_end(self, logs: Mapping[str, Any]) -> None:
-        """Sends 'Training finished' with the duration and the last epoch's values."""
-        lines = []
-        if self._started is not None:
-            lines.append(f"duration: {format_duration(time.perf_counter() - self._started)}")
-        if "epoch" in self._last_logs:
-            lines.append(f"last epoch: {self._last_logs['epoch']}")
-        lines.append(format_logs(self._last_logs))
-        self.notify("Training finished", "\n".join(line for line in lines if line))
+        """Sends 'End of the training.'."""
+        self.notify("End of the training")
+
+    def on_test_begin(self, logs: Mapping[str, Any]) -> None:
+        """Sends 'Start of the testing.'."""
+        self.notify("Start of the testing")
 
     def on_test_end(self, logs: Mapping[str, Any]) -> None:
-        """Sends 'Testing finished' with the ``test_`` values."""
-        self.notify("Testing finished", format_logs(logs))
+        """Sends 'End of the testing.' with the ``test_`` logs."""
+        self.notify("End of the testing", f"Here the test metrics: \n{format_logs(logs)}")
 
     def on_exception(self, exception: BaseException) -> None:
-        """Sends 'Training failed' with the error."""
+        """Sends 'Training failed.' with the error."""
         self.notify("Training failed", f"{type(exception).__name__}: {exception}")

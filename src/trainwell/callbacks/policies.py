@@ -258,6 +258,15 @@ class OptimizerPolicy(Callback):
         start = self._ends[index - 1] if index else 0
         return self.phases[index].at(step - start)
 
+    def __iter__(self) -> Iterator[dict[str, float]]:
+        """The values of the updates still to come, from :attr:`current_step` to the end (as in Poutyne).
+
+        >>> list(OptimizerPolicy([Phase(lr=0.1, steps=2), Phase(lr=0.2, steps=1)], initial_step=1))
+        [{'lr': 0.1}, {'lr': 0.2}]
+        """
+        for step in range(self.current_step, self.total_steps):
+            yield self.values_at(step)
+
     def all_steps(self) -> list[dict[str, float]]:
         """The values of every update, in order (the position is unchanged)."""
         return [values for phase in self.phases for values in phase]

@@ -1,62 +1,89 @@
-"""The progress display: a live bar per phase on a terminal, one summary line per epoch everywhere.
+"""The progress display: Poutyne's line per phase, rewritten at every step, ended by the phase's summary.
 
-Running averages are read from the loop's tracker at most ``refresh_per_second`` times a second, so
-the display costs one host-device transfer per refresh, not one per batch. When stdout is not a
-terminal (CI logs, files), no bar is drawn and only the summary lines are printed: no carriage returns.
+The step, the bar and the ETA are host-side numbers and are written at every step (or every n steps);
+the running averages of the loss and metrics come from the loop's tracker, which keeps them on the
+device: they are read at most ``refresh_per_second`` times a second (and at a phase's first and last
+step), so the display costs a host-device transfer a few times a second, not one per batch.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from trainwell.callbacks.base import Callback, with_learning_rates
+from trainwell.callbacks.base import Callback, epoch_learning_rates
+from trainwell.callbacks.color_progress import ColorProgress
 
-__all__ = ["EpochProgressionCallback", "ProgressionCallback"]
+__all__ = ["EpochProgressionCallback", "ProgressionCallback", "format_logs", "metric_items"]
+
+_SKIPPED = ("epoch", "batch", "size", "time")
 
 
-def format_logs(logs: Mapping[str, Any], skip: tuple[str, ...] = ("epoch", "batch", "size", "time")) -> str:
-    """Formats numeric logs as ``name: value`` pairs, learning rates last and in short scientific form.
+def metric_items(logs: Mapping[str, Any], rates: Mapping[str, float] | None = None) -> list[tuple[str, str]]:
+    """The ``(name, text)`` pairs shown for numeric logs, Poutyne's ``%f`` format; learning rates last, short.
 
-    >>> format_logs({'epoch': 1, 'lr': 3e-05, 'loss': 0.123456, 'acc': 97.5})
+    >>> metric_items({'epoch': 1, 'loss': 0.123456, 'acc': 97.5}, {'lr': 3e-05})
+    [('loss', '0.123456'), ('acc', '97.500000'), ('lr', '3e-05')]
+    """
+    items = [
+        (key, f"{value:f}")
+        for key, value in logs.items()
+        if key not in _SKIPPED and isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
+    return items + [(key, f"{value:.4g}") for key, value in (rates or {}).items()]
+
+
+def format_logs(logs: Mapping[str, Any], rates: Mapping[str, float] | None = None) -> str:
+    """The logs as one ``name: value`` text, as the display shows them.
+
+    >>> format_logs({'epoch': 1, 'loss': 0.123456, 'acc': 97.5}, {'lr': 3e-05})
     'loss: 0.123456 acc: 97.500000 lr: 3e-05'
     """
-    parts, rates = [], []
-    for key, value in logs.items():
-        if key in skip or not isinstance(value, (int, float)):
-            continue
-        if key == "lr" or key.startswith("lr_group_"):
-            rates.append(f"{key}: {value:.4g}")
-        else:
-            parts.append(f"{key}: {value:.6f}")
-    return " ".join(parts + rates)
+    return " ".join(f"{name}: {text}" for name, text in metric_items(logs, rates))
+
+
+def _every_option(value: int | str, argument: str) -> int | str:
+    """``'all'``, ``'none'`` or a positive int; anything else is refused with the fix."""
+    if value in ("all", "none") or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    raise ValueError(f"`{argument}` must be 'all', 'none' or a positive int. Received: {argument}={value!r}.")
+
+
+def _shown(every: int | str, number: int) -> bool:
+    return every == "all" or (isinstance(every, int) and number % every == 0)
 
 
 class ProgressionCallback(Callback):
-    """Shows training, evaluation and prediction progress.
+    r"""Shows training, evaluation and prediction progress, in Poutyne's format.
+
+    During an epoch one line is rewritten at every step (``Epoch: 1/5 Step: 3/10  30.00% |███   |ETA:
+    0.05s loss: ...``); the epoch then ends it with its summary (``Epoch: 1/5 Train steps: 10 Val steps:
+    4 0.21s loss: ... val_loss: ... lr: 0.001``). Evaluation and prediction have their own line
+    (``Test steps: 4 0.03s test_loss: ...``). The values on the step line are the phase's running
+    averages.
 
     Args:
-        coloring: colour the output (only on a terminal).
-        progress_bar: draw the per-step bar with ETA (only on a terminal).
-        refresh_per_second: how often the bar and its running averages are refreshed.
-        show_on_valid: show a bar during validation too.
-        show_every_n_train_steps: ``'all'`` refreshes the bar by time (``refresh_per_second``); an int n
-            refreshes it every n training steps instead and, when the output is not a terminal (CI and
-            cluster logs), prints one plain line every n steps with the running averages.
+        coloring: True for colours (colorama), False for plain text, or a dict of colours by part (see
+            :class:`~trainwell.ColorProgress`). The ``NO_COLOR`` environment variable turns colours off.
+        progress_bar: draw the bar of the phase's steps (when their number is known).
+        equal_weights: weigh every step time equally in the ETA; by default recent steps weigh more.
+        show_on_valid: show the validation steps too.
+        show_every_n_train_steps: ``'all'``, ``'none'`` (only the epoch's summary) or an int n: rewrite the
+            line every n training steps.
         show_every_n_valid_steps: the same for validation steps.
-        show_every_n_test_steps: the same for evaluation steps.
-        file: where to write; defaults to ``sys.stdout`` at the time of the first write.
+        show_every_n_test_steps: the same for evaluation and prediction steps.
+        refresh_per_second: how often the running averages are read from the device.
+        file: where to write; by default ``sys.stdout`` at the time of each write.
 
     >>> import io, torch
     >>> from trainwell import Model
     >>> out = io.StringIO()
     >>> model = Model(torch.nn.Linear(2, 2), 'sgd', 'cross_entropy')
     >>> x, y = torch.randn(32, 2), torch.zeros(32, dtype=torch.long)
-    >>> progress = ProgressionCallback(show_every_n_train_steps=2, coloring=False, file=out)
+    >>> progress = ProgressionCallback(coloring=False, file=out)
     >>> _ = model.fit(x, y, batch_size=8, epochs=1, verbose=False, callbacks=[progress])
-    >>> out.getvalue().splitlines()[0].startswith('Epoch 1/1 step 2/4 ')
+    >>> out.getvalue().split('\\r')[-1].startswith('Epoch: 1/1 Train steps: 4 ')
     True
     """
 
@@ -65,183 +92,180 @@ class ProgressionCallback(Callback):
     def __init__(
         self,
         *,
-        coloring: bool = True,
+        coloring: bool | Mapping[str, str] = True,
         progress_bar: bool = True,
-        refresh_per_second: float = 4.0,
+        equal_weights: bool = False,
         show_on_valid: bool = True,
         show_every_n_train_steps: int | str = "all",
         show_every_n_valid_steps: int | str = "all",
         show_every_n_test_steps: int | str = "all",
+        refresh_per_second: float = 4.0,
         file: IO[str] | None = None,
     ) -> None:
         if not isinstance(refresh_per_second, (int, float)) or refresh_per_second <= 0:
             raise ValueError(
                 f"`refresh_per_second` must be a positive number. Received: refresh_per_second={refresh_per_second!r}."
             )
-        self.coloring = coloring
+        self.color_progress = ColorProgress(coloring, file=file)
         self.progress_bar = progress_bar
-        self.interval = 1.0 / refresh_per_second
+        self.equal_weights = equal_weights
         self.show_on_valid = show_on_valid
-        self.every = {
-            "train": _steps_option(show_every_n_train_steps, "show_every_n_train_steps"),
-            "valid": _steps_option(show_every_n_valid_steps, "show_every_n_valid_steps"),
-            "test": _steps_option(show_every_n_test_steps, "show_every_n_test_steps"),
-            "predict": None,
-        }
-        self._phase = "train"
-        self._label = ""
-        self._total: int | None = None
+        self.show_every_n_train_steps = _every_option(show_every_n_train_steps, "show_every_n_train_steps")
+        self.show_every_n_valid_steps = _every_option(show_every_n_valid_steps, "show_every_n_valid_steps")
+        self.show_every_n_test_steps = _every_option(show_every_n_test_steps, "show_every_n_test_steps")
+        self.interval = 1.0 / refresh_per_second
         self.file = file
-        self._console: Any = None
-        self._progress: Any = None
-        self._task: Any = None
-        self._last_refresh = 0.0
-        self._epoch_started = 0.0
-        self._phase_started = 0.0
+        self.steps: int | None = None
+        self.train_last_step: int | None = None
+        self.valid_last_step: int | None = None
+        self._prefix = ""  # 'val_' or 'test_': the running averages' names during that phase
+        self._weighted_sum = 0.0
+        self._metrics: list[tuple[str, str]] = []
+        self._read_at = -float("inf")
 
-    # -- output ---------------------------------------------------------------------------------------------
-    @property
-    def console(self) -> Any:
-        """The rich console everything is printed through (created on first use: rich is imported lazily)."""
-        if self._console is None:
-            from rich.console import Console
+    # -- per phase ------------------------------------------------------------------------------------------
+    def _begin_phase(self, steps: int | None, prefix: str) -> None:
+        self.steps = steps
+        self._prefix = prefix
+        self._weighted_sum = 0.0
+        self._metrics = []
+        self._read_at = -float("inf")
+        if self.progress_bar:
+            self.color_progress.set_progress_bar(steps)  # none when the number of steps is unknown
 
-            self._console = Console(
-                file=self.file or sys.stdout, no_color=not self.coloring, highlight=False, soft_wrap=True
-            )
-        return self._console
+    def _step_time_rate(self, batch_number: int, step_time: float) -> float:
+        # The average step time, by default weighted by step number (recent steps count more).
+        if self.equal_weights:
+            self._weighted_sum += step_time
+            return self._weighted_sum / batch_number
+        self._weighted_sum += batch_number * step_time
+        return self._weighted_sum / (batch_number * (batch_number + 1) / 2)
 
-    def _start_bar(self, description: str, total: int | None, phase: str, label: str = "") -> None:
-        self._phase_started = time.perf_counter()
-        self._last_refresh = 0.0
-        self._phase, self._label, self._total = phase, label or description, total
-        if not (self.progress_bar and self.console.is_terminal):
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def _running_metrics(self, batch_number: int, logs: Mapping[str, Any]) -> list[tuple[str, str]]:
+        # Read from the device at most every `interval` seconds, and at the phase's first and last steps.
+        now = time.perf_counter()
+        if now - self._read_at >= self.interval or batch_number == 1 or batch_number == self.steps:
+            self._read_at = now
+            tracker = getattr(getattr(self.model, "state", None), "tracker", None)
+            if tracker is not None:
+                running = {f"{self._prefix}{name}": value for name, value in tracker.running_logs().items()}
+            else:  # hooks called outside the loop: the batch's own logs
+                running = {key: value for key, value in logs.items() if key not in _SKIPPED}
+            self._metrics = metric_items(running)
+        return self._metrics
 
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[metrics]}"),
-            console=self.console,
-            auto_refresh=False,  # refreshed from the loop, at most refresh_per_second, never from a thread
-            transient=True,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(description, total=total, metrics="")
-
-    def _advance(self, batch_number: int) -> None:
-        every = self.every[self._phase]
-        if self._progress is None:
-            if every is not None and batch_number % every == 0:
-                # No bar (not a terminal, or progress_bar=False): a plain line every n steps.
-                total = f"/{self._total}" if self._total is not None else ""
-                self._print(f"{self._label} step {batch_number}{total} {self._running()}".rstrip(), "")
-            return
-        if every is None:
-            now = time.perf_counter()
-            if now - self._last_refresh < self.interval:
-                return
-            self._last_refresh = now
-        elif batch_number % every:
-            return
-        self._progress.update(self._task, completed=batch_number, metrics=self._running())
-        self._progress.refresh()
-
-    def _running(self) -> str:
-        # One host transfer for all the running averages of the phase.
-        tracker = self.model.state.tracker if self.model is not None else None
-        return format_logs(tracker.running_logs()) if tracker is not None else ""
-
-    def _stop_bar(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-    def _print(self, text: str, style: str) -> None:
-        self.console.print(text, style=style if self.coloring and style else None)
+    def _batch_end(self, batch_number: int, logs: Mapping[str, Any], every: int | str) -> None:
+        rate = self._step_time_rate(batch_number, float(logs.get("time", 0.0)))
+        shown = _shown(every, batch_number)
+        remaining = rate if self.steps is None else rate * (self.steps - batch_number)
+        metrics = self._running_metrics(batch_number, logs) if shown else []
+        self.color_progress.on_batch_end(batch_number, self.steps, remaining, metrics, do_print=shown)
 
     # -- training -------------------------------------------------------------------------------------------
+    def on_train_begin(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
+        self.train_last_step = self.valid_last_step = None
+
     def on_epoch_begin(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._epoch_started = time.perf_counter()
-        self._epoch = epoch_number
-        label = f"Epoch {epoch_number}/{self.params.get('epochs', '?')}"
-        self._start_bar(label, self.params.get("steps"), "train")
+        self._begin_phase(self.params.get("steps"), "")
+        self.color_progress.on_epoch_begin(epoch_number, self.params.get("epochs") or epoch_number)
 
     def on_train_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._advance(batch_number)
+        self._batch_end(batch_number, logs, self.show_every_n_train_steps)
+        self.train_last_step = batch_number
 
     def on_valid_begin(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._stop_bar()
         if self.show_on_valid:
-            self._start_bar("  validating", self.params.get("valid_steps"), "valid", f"{self._label} validation")
+            self._begin_phase(self.params.get("valid_steps"), "val_")
+            self.color_progress.on_phase_begin(keep_prefix=True)
 
     def on_valid_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         if self.show_on_valid:
-            self._advance(batch_number)
+            self._batch_end(batch_number, logs, self.show_every_n_valid_steps)
+        self.valid_last_step = batch_number
 
     def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._stop_bar()
-        elapsed = time.perf_counter() - self._epoch_started
-        self._print(
-            f"Epoch {epoch_number}/{self.params.get('epochs', '?')} {elapsed:.2f}s "
-            f"{format_logs(with_learning_rates(self.model, logs))}",
-            "green",
+        self.color_progress.on_epoch_end(
+            logs.get("time", 0.0),
+            self.train_last_step,
+            self.valid_last_step,
+            metric_items(logs, epoch_learning_rates(self.model)),  # the logs carry no lr (Poutyne's contract)
         )
-
-    def on_train_end(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._stop_bar()
 
     # -- evaluation and prediction --------------------------------------------------------------------------
     def on_test_begin(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._start_bar("Evaluating", self.params.get("steps"), "test", "Test")
+        self._begin_phase(self.params.get("steps"), "test_")
+        self.color_progress.on_phase_begin()
+        self._last_step: int | None = None
 
     def on_test_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._advance(batch_number)
+        self._batch_end(batch_number, logs, self.show_every_n_test_steps)
+        self._last_step = batch_number
 
     def on_test_end(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._stop_bar()
-        elapsed = time.perf_counter() - self._phase_started
-        self._print(f"Test {elapsed:.2f}s {format_logs(logs)}", "cyan")
+        steps = self.steps if self.steps is not None else self._last_step
+        self.color_progress.on_phase_end(logs.get("time", 0.0), steps, metric_items(logs), "Test")
 
     def on_predict_begin(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._start_bar("Predicting", self.params.get("steps"), "predict")
+        self._begin_phase(self.params.get("steps"), "")
+        self.color_progress.on_phase_begin()
+        self._last_step = None
 
     def on_predict_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._advance(batch_number)
+        self._batch_end(batch_number, logs, self.show_every_n_test_steps)
+        self._last_step = batch_number
 
     def on_predict_end(self, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._stop_bar()
+        steps = self.steps if self.steps is not None else self._last_step
+        self.color_progress.on_phase_end(logs.get("time", 0.0), steps, [], "Prediction")
 
 
 class EpochProgressionCallback(ProgressionCallback):
-    """One summary line every ``show_every_n_epochs`` epochs, and no per-step bar: for logs and notebooks.
+    r"""One summary line every ``show_every_n_epochs`` epochs (and for the last), no step lines: for logs.
+
+    It listens to the epoch hooks only (no step line, no evaluation or prediction line).
 
     Args:
-        coloring: colour the output (only on a terminal).
-        show_every_n_epochs: ``'all'`` or an int n: print epochs n, 2n... and the last one.
-        file: where to write; defaults to ``sys.stdout``.
+        coloring: as for :class:`ProgressionCallback`.
+        show_every_n_epochs: ``'all'``, ``'none'`` or an int n: show epochs n, 2n... and the last one.
+        file: where to write; by default ``sys.stdout``.
+
+    >>> import io, torch
+    >>> from trainwell import Model
+    >>> out = io.StringIO()
+    >>> progress = EpochProgressionCallback(coloring=False, show_every_n_epochs=2, file=out)
+    >>> _ = Model(torch.nn.Linear(2, 1), 'sgd', 'mse').fit(torch.ones(4, 2), torch.ones(4, 1), epochs=3,
+    ...                                                    verbose=False, callbacks=[progress])
+    >>> [line.split()[1] for line in out.getvalue().strip().split('\\r') if line]
+    ['2/3', '3/3']
     """
 
     def __init__(
-        self, *, coloring: bool = True, show_every_n_epochs: int | str = "all", file: IO[str] | None = None
+        self,
+        *,
+        coloring: bool | Mapping[str, str] = True,
+        show_every_n_epochs: int | str = "all",
+        file: IO[str] | None = None,
     ) -> None:
         super().__init__(coloring=coloring, progress_bar=False, show_on_valid=False, file=file)
-        self.show_every_n_epochs = _steps_option(show_every_n_epochs, "show_every_n_epochs")
+        self.show_every_n_epochs = _every_option(show_every_n_epochs, "show_every_n_epochs")
+
+    def listened_hooks(self) -> list[str]:  # noqa: D102
+        return ["on_epoch_begin", "on_epoch_end"]
+
+    def _shown(self, epoch_number: int) -> bool:
+        if self.show_every_n_epochs == "none":
+            return False
+        last = epoch_number == self.params.get("epochs") or bool(getattr(self.model, "stop_training", False))
+        return _shown(self.show_every_n_epochs, epoch_number) or last
+
+    def on_epoch_begin(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
+        self.color_progress.on_epoch_begin(epoch_number, self.params.get("epochs") or epoch_number)
 
     def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        every = self.show_every_n_epochs
-        last = epoch_number == self.params.get("epochs") or self.model.stop_training
-        if every is None or epoch_number % every == 0 or last:
-            super().on_epoch_end(epoch_number, logs)
-
-
-def _steps_option(value: int | str, argument: str) -> int | None:
-    """``'all'`` -> None; a positive int stays; anything else is refused with the fix."""
-    if value == "all":
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    raise ValueError(f"`{argument}` must be 'all' or a positive int. Received: {argument}={value!r}.")
+        if self._shown(epoch_number):
+            self.color_progress.on_epoch_end(
+                logs.get("time", 0.0),
+                self.params.get("steps"),
+                self.params.get("valid_steps"),
+                metric_items(logs, epoch_learning_rates(self.model)),
+            )

@@ -36,11 +36,14 @@ def resolve_writer(writer: Any, owner: str) -> tuple[Any, bool]:
         owner: the callback's name, for error messages.
     """
     require_tensorboard(owner)
-    if isinstance(writer, (str, os.PathLike)):
+    is_writer = all(
+        callable(getattr(writer, method, None)) for method in ("add_scalar", "add_scalars", "flush", "close")
+    )
+    if isinstance(writer, (str, os.PathLike)) and not is_writer:  # a writer wins (a mock is path-like too)
         from torch.utils.tensorboard import SummaryWriter
 
         return SummaryWriter(log_dir=os.fspath(writer)), True
-    if not all(callable(getattr(writer, method, None)) for method in ("add_scalar", "add_scalars", "flush", "close")):
+    if not is_writer:
         raise TypeError(
             f"`writer` must be a torch.utils.tensorboard.SummaryWriter or a log directory path. Received: writer "
             f"of type {type(writer).__name__}. Create one with `SummaryWriter('runs/my_run')`."
@@ -49,11 +52,9 @@ def resolve_writer(writer: Any, owner: str) -> tuple[Any, bool]:
 
 
 def scalar_items(logs: Mapping[str, Any]) -> list[tuple[str, float]]:
-    """The loggable ``(key, value)`` pairs of epoch logs: real numbers, without the ``epoch`` counter."""
+    """The loggable ``(key, value)`` pairs of epoch logs: real numbers (the ``epoch`` counter too, as in Poutyne)."""
     return [
-        (key, float(value))
-        for key, value in logs.items()
-        if key != "epoch" and isinstance(value, Real) and not isinstance(value, bool)
+        (key, float(value)) for key, value in logs.items() if isinstance(value, Real) and not isinstance(value, bool)
     ]
 
 
@@ -71,7 +72,7 @@ def chart_name(key: str) -> str:
 
 
 class TensorBoardLogger(Callback):
-    """Logs every epoch value (loss, metrics, ``val_`` values, learning rates, time) to TensorBoard.
+    """Logs every epoch value (loss, metrics, ``val_`` values, learning rates, time, epoch) to TensorBoard.
 
     Each value is a scalar at step = epoch number. As in Poutyne, by default a value and its ``val_``
     counterpart share one chart named after the value (``loss`` holds the series ``loss`` and
