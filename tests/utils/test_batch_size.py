@@ -47,7 +47,5 @@ def test_no_size_found_counts_one_with_a_warning_that_settings_silence(settings)
 
 def test_an_unknown_setting_value_is_refused(settings):
     settings["batch_size"] = "loud"
-    with pytest.raises(
-        ValueError, match=r"'warn' or 'ignore'. Received: warning_settings\['batch_size'\]='loud'"
-    ):
+    with pytest.raises(ValueError, match=r"'warn' or 'ignore'. Received: warning_settings\['batch_size'\]='loud'"):
         get_batch_size([1], [2])
