@@ -57,6 +57,12 @@ def _without_time(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{key: value for key, value in row.items() if key != "time"} for row in rows]
 
 
+def _epoch(stats: Any) -> int:
+    """The epoch of the one-row DataFrame ``load_checkpoint`` returns (Poutyne's return value)."""
+    assert len(stats) == 1
+    return int(stats["epoch"].item())
+
+
 def _checkpoint_names(directory: Path) -> list[str]:
     folder = directory / "checkpoints"
     return sorted(path.name for path in folder.iterdir() if not path.name.startswith(".")) if folder.is_dir() else []
@@ -197,7 +203,7 @@ def test_explicit_arguments_win_over_the_preset(tmp_path: Path) -> None:
     assert isinstance(experiment.model.loss_function, nn.MultiMarginLoss)
     assert experiment.model.metrics_names == ["top2"]
     # The preset's 'max' belongs to val_acc: an explicit val_loss is minimized.
-    assert (experiment.monitor_metric, experiment.monitor_mode) == ("val_loss", "auto")
+    assert (experiment.monitor_metric, experiment.monitor_mode) == ("val_loss", "min")
     assert Experiment(tmp_path, _network(), task="classif", monitor_mode="min").monitor_mode == "min"
 
 
@@ -218,7 +224,7 @@ def test_model_bundle_from_model(tmp_path: Path) -> None:
     history = _train_with("train_data", bundle, epochs=2, disable_tensorboard=True)
     assert [row["epoch"] for row in _rows(tmp_path / "log.tsv")] == ["1", "2"]
     best = max(history, key=lambda logs: logs["val_acc"])["epoch"]  # first of equals, as Monitor
-    assert bundle.load_checkpoint("best") == best
+    assert _epoch(bundle.load_checkpoint("best")) == best
     with pytest.raises(TypeError, match="`model` must be a trainwell.Model. Received: model of type Sequential"):
         ModelBundle.from_model(tmp_path, _network())  # type: ignore[arg-type]
 
@@ -255,11 +261,33 @@ def test_directory_contents(tmp_path: Path, method: str) -> None:
         assert [step for step, _ in series] == [1, 2]
         assert [value for _, value in series] == pytest.approx([float(row[key]) for row in rows], rel=1e-6)
 
-    # plots/: one valid PNG per metric of the history (which has no lr), training and validation on one figure.
-    metrics = {column.removeprefix("val_") for column in CLASSIF_COLUMNS if column not in ("epoch", "time", "lr")}
+    # plots/: a PNG and a PDF per column of log.tsv (time and lr included, as in Poutyne), training and
+    # validation on one figure.
+    metrics = {column.removeprefix("val_") for column in CLASSIF_COLUMNS if column != "epoch"}
     plots = {path.name: path.read_bytes() for path in (tmp_path / "plots").iterdir()}
-    assert sorted(plots) == sorted(f"{metric}.png" for metric in metrics)
-    assert all(content.startswith(PNG_SIGNATURE) and len(content) > 1000 for content in plots.values())
+    assert sorted(plots) == sorted(f"{metric}.{extension}" for metric in metrics for extension in ("png", "pdf"))
+    assert all(
+        plots[f"{metric}.png"].startswith(PNG_SIGNATURE) and len(plots[f"{metric}.png"]) > 1000 for metric in metrics
+    )
+    assert all(plots[f"{metric}.pdf"].startswith(b"%PDF-") for metric in metrics)
+
+    # Poutyne's files: the newest weights and optimizer state (safetensors, the checkpoint's own files), the
+    # best epochs' weights, the random states and the last epoch, each readable by trainwell's loaders.
+    newest = tmp_path / "checkpoints" / "epoch_0002"
+    assert (tmp_path / "checkpoint.ckpt").read_bytes() == (newest / "weights.safetensors").read_bytes()
+    assert (tmp_path / "checkpoint.optim").read_bytes() == (newest / "optimizer.safetensors").read_bytes()
+    assert (tmp_path / "last.epoch").read_text() == "2\n"
+    best = experiment.get_saved_epochs()["epoch"].tolist()
+    assert sorted(path.name for path in tmp_path.glob("checkpoint_epoch_*.ckpt")) == [
+        f"checkpoint_epoch_{epoch}.ckpt" for epoch in best
+    ]
+    fresh = Model(_network(seed=3), "sgd", "cross_entropy")
+    fresh.load_weights(tmp_path / "checkpoint.ckpt")
+    fresh.load_optimizer_state(tmp_path / "checkpoint.optim")
+    assert _same_weights(fresh.network, _weights(tmp_path, "epoch_0002"))
+    from trainwell.callbacks.checkpoint import load_random_states
+
+    load_random_states(tmp_path / "checkpoint.randomstate")
 
     # run.json: versions, the seed and arguments of the call, the git commit key.
     record = json.loads((tmp_path / "run.json").read_text())
@@ -320,8 +348,13 @@ def test_test_data_evaluates_the_chosen_checkpoint(trained: tuple[Path, Experime
     for key in ("test_loss", "test_acc", "test_fscore_macro"):
         assert logs[key] == pytest.approx(reference[key], rel=1e-9)
     (row,) = _rows(directory / "test_log.tsv")
-    # A plain weights file has no epoch: the column is left empty.
-    assert row["epoch"] == ("" if checkpoint == "weights file" else str(expected_epoch))
+    # Poutyne's layout: the tested epoch's log.tsv row, then the test values; a plain weights file has no epoch.
+    if checkpoint == "weights file":
+        assert list(row) == ["test_loss", "test_acc", "test_fscore_macro"]
+    else:
+        (epoch_row,) = (logged for logged in _rows(directory / "log.tsv") if logged["epoch"] == str(expected_epoch))
+        assert {key: float(row[key]) for key in epoch_row} == {key: float(value) for key, value in epoch_row.items()}
+        assert list(row) == [*CLASSIF_COLUMNS, "test_loss", "test_acc", "test_fscore_macro"]
     assert float(row["test_loss"]) == logs["test_loss"]
 
 
@@ -334,7 +367,7 @@ def test_test_and_test_dataset_with_a_name(trained: tuple[Path, Experiment]) -> 
     assert from_loader["valid_loss"] == pytest.approx(reference["test_loss"], rel=1e-9)
     assert from_loader["valid_acc"] == pytest.approx(reference["test_acc"], rel=1e-9)
     header, row = (directory / "valid_log.tsv").read_text().splitlines()
-    assert header.split("\t") == ["epoch", "time", "valid_loss", "valid_acc", "valid_fscore_macro"]
+    assert header.split("\t") == [*CLASSIF_COLUMNS, "valid_loss", "valid_acc", "valid_fscore_macro"]
     assert row.split("\t")[0] == "2"
 
     from_dataset = experiment.test_dataset(TensorDataset(x, y), checkpoint="last", batch_size=16, verbose=False)
@@ -371,34 +404,47 @@ def test_stats_saved_epochs_and_load_checkpoint_errors(tmp_path: Path) -> None:
         experiment.load_checkpoint(2)
     with pytest.raises(TypeError, match=r"`checkpoint` must be 'best', 'last'.*Received: checkpoint=2.5"):
         experiment.load_checkpoint(2.5)  # type: ignore[arg-type]
-    assert experiment.load_checkpoint("best") == 1
-    assert experiment.load_checkpoint("last") == 3
+    assert _epoch(experiment.load_checkpoint("best")) == 1
+    assert _epoch(experiment.load_checkpoint("last")) == 3
 
     stats = experiment.get_stats()
     rows = _rows(tmp_path / "run" / "log.tsv")
     assert list(stats.columns) == list(rows[0])
     for (_, frame_row), row in zip(stats.iterrows(), rows, strict=True):
         assert {key: float(frame_row[key]) for key in row} == {key: float(value) for key, value in row.items()}
-    assert experiment.get_saved_epochs()["epoch"].tolist() == [1, 3]
+    assert experiment.get_saved_epochs()["epoch"].tolist() == [1]  # epoch 3 is kept only to resume from
     best = experiment.get_best_epoch_stats()
     assert (best["epoch"].tolist(), best["score"].tolist()) == ([1], [1.0])  # min mode
 
 
 @pytest.mark.parametrize(
-    ("options", "kept"),
+    ("options", "kept", "saved"),
     [
-        ({}, ["epoch_0001", "epoch_0002", "epoch_0004", "epoch_0005"]),  # every best so far + the newest
-        ({"keep_only_last_best": True}, ["epoch_0004", "epoch_0005"]),  # the current best + the newest
-        ({"save_every_epoch": True}, [f"epoch_{epoch:04d}" for epoch in range(1, 6)]),
+        ({}, ["epoch_0001", "epoch_0002", "epoch_0004", "epoch_0005"], [1, 2, 4]),  # every best so far + the newest
+        ({"keep_only_last_best": True}, ["epoch_0004", "epoch_0005"], [4]),  # the current best + the newest
+        ({"save_every_epoch": True}, [f"epoch_{epoch:04d}" for epoch in range(1, 6)], [1, 2, 3, 4, 5]),
     ],
 )
-def test_checkpoint_retention(tmp_path: Path, options: dict[str, Any], kept: list[str]) -> None:
+def test_checkpoint_retention(tmp_path: Path, options: dict[str, Any], kept: list[str], saved: list[int]) -> None:
     experiment = _scored_run(tmp_path, scores=[1.0, 3.0, 2.0, 5.0, 4.0], **options)
     assert _checkpoint_names(tmp_path) == kept
-    assert experiment.load_checkpoint("best") == 4
+    assert _epoch(experiment.load_checkpoint("best")) == 4
     best = experiment.get_best_epoch_stats()
     assert (best["epoch"].tolist(), best["score"].tolist()) == ([4], [5.0])  # max mode
-    assert experiment.get_saved_epochs()["epoch"].tolist() == [int(name[-4:]) for name in kept]
+    # get_saved_epochs: the epochs loadable by number for themselves (the newest, kept to resume, is not one).
+    assert experiment.get_saved_epochs()["epoch"].tolist() == saved
+    # Poutyne's files beside them: checkpoint_epoch_N.ckpt for the same epochs, checkpoint.ckpt for the newest.
+    poutyne = sorted(path.name for path in tmp_path.glob("checkpoint_epoch_*.ckpt"))
+    assert poutyne == sorted(f"checkpoint_epoch_{epoch}.ckpt" for epoch in saved)
+    for epoch in saved:
+        assert load_file(str(tmp_path / f"checkpoint_epoch_{epoch}.ckpt")).keys() == _weights(tmp_path, kept[0]).keys()
+        assert (tmp_path / f"checkpoint_epoch_{epoch}.ckpt").read_bytes() == (
+            tmp_path / "checkpoints" / f"epoch_{epoch:04d}" / "weights.safetensors"
+        ).read_bytes()
+    assert (tmp_path / "checkpoint.ckpt").read_bytes() == (
+        tmp_path / "checkpoints" / "epoch_0005" / "weights.safetensors"
+    ).read_bytes()
+    assert (tmp_path / "last.epoch").read_text() == "5\n"
 
 
 def test_classif_with_an_explicit_val_loss_monitor_minimizes_it(tmp_path: Path) -> None:
@@ -407,7 +453,7 @@ def test_classif_with_an_explicit_val_loss_monitor_minimizes_it(tmp_path: Path) 
     losses = [float(row["val_loss"]) for row in _rows(tmp_path / "log.tsv")]
     assert len(set(losses)) == 3  # the choice means something
     assert experiment.get_best_epoch_stats()["epoch"].tolist() == [losses.index(min(losses)) + 1]
-    assert experiment.load_checkpoint("best") == losses.index(min(losses)) + 1
+    assert _epoch(experiment.load_checkpoint("best")) == losses.index(min(losses)) + 1
 
 
 def test_is_better_than_compares_two_runs(tmp_path: Path, trained: tuple[Path, Experiment]) -> None:
@@ -475,7 +521,7 @@ def test_nan_from_some_epoch_stops_and_keeps_the_last_good_checkpoint(tmp_path: 
     assert not torch.isfinite(next(experiment.network.parameters())).all()  # the weights in memory are NaN
     assert _all_finite(tmp_path)  # ...but none on disk
     assert _checkpoint_names(tmp_path)[-1] == "epoch_0002"  # nothing was written after the NaN
-    assert experiment.load_checkpoint("last") == 2
+    assert _epoch(experiment.load_checkpoint("last")) == 2
     assert [row["epoch"] for row in _rows(tmp_path / "log.tsv")] == ["1", "2"]
 
 
@@ -550,7 +596,7 @@ def test_without_validation_the_default_monitor_falls_back_to_the_training_metri
     with pytest.warns(UserWarning, match="No validation data: the best epoch is chosen by 'acc' instead of 'val_acc'"):
         experiment.train_data(x, y, epochs=3, batch_size=16, verbose=False, disable_tensorboard=True)
     accuracies = [float(row["acc"]) for row in _rows(tmp_path / "log.tsv")]
-    assert experiment.load_checkpoint("best") == accuracies.index(max(accuracies)) + 1
+    assert _epoch(experiment.load_checkpoint("best")) == accuracies.index(max(accuracies)) + 1
     assert experiment.get_best_epoch_stats()["epoch"].tolist() == [accuracies.index(max(accuracies)) + 1]
 
     # An explicit val_ monitor is not second-guessed: it fails with the keys there are.

@@ -33,30 +33,66 @@ def _series(figure):
 
 
 def test_png_files_hold_the_train_and_validation_series(tmp_path, history):
-    figures = plot_history(history, directory=tmp_path / "plots")
-    assert sorted(figures) == ["acc", "loss", "lr"]
-    for metric, figure in figures.items():
+    figures, axes = plot_history(history, save=True, save_directory=tmp_path / "plots", show=False)
+    names = [ax.get_ylabel() for ax in axes]
+    assert names == ["time", "lr", "loss", "acc"]  # every logged value but the epoch, in the logs' order
+    for metric, figure in zip(names, figures, strict=True):
         path = tmp_path / "plots" / f"{metric}.png"
         assert path.read_bytes()[:8] == PNG_SIGNATURE
         pixels = matplotlib.image.imread(path)
         assert pixels.shape[0] > 100 and pixels.shape[1] > 100 and pixels.shape[2] in (3, 4)
         assert pixels.std() > 0  # something was drawn
-        assert figure.axes[0].get_xlabel() == "epoch" and figure.axes[0].get_ylabel() == metric
-    loss = _series(figures["loss"])
-    assert loss["train"] == [entry["loss"] for entry in history]
-    assert loss["validation"] == [entry["val_loss"] for entry in history]
-    assert figures["acc"].axes[0].get_lines()[0].get_xdata().tolist() == [1, 2, 3, 4]
-    assert list(_series(figures["lr"])) == ["train"]  # no val_lr: one line
-    # Saved figures are closed (a long search writing plots must not pile up open figures).
-    assert all(figure.number not in plt.get_fignums() for figure in figures.values())
+        assert figure.axes[0].get_xlabel() == "Epochs"
+    loss = _series(figures[names.index("loss")])
+    assert loss["loss"] == [entry["loss"] for entry in history]
+    assert loss["val_loss"] == [entry["val_loss"] for entry in history]
+    assert figures[names.index("acc")].axes[0].get_lines()[0].get_xdata().tolist() == [1, 2, 3, 4]
+    assert list(_series(figures[names.index("lr")])) == ["lr"]  # no val_lr: one line
+    # Outside a notebook the figures are closed (a long search writing plots must not pile up open figures).
+    assert all(figure.number not in plt.get_fignums() for figure in figures)
 
 
-def test_pdf_files_and_a_chosen_subset(tmp_path, history):
-    figures = plot_history(history, metrics=["acc"], directory=tmp_path, extension=".PDF")
-    assert list(figures) == ["acc"]
-    content = (tmp_path / "acc.pdf").read_bytes()
+def test_pdf_and_png_files_with_a_template_a_subset_labels_and_titles(tmp_path, history):
+    figures, axes = plot_history(
+        history,
+        metrics=["acc", "loss"],
+        labels=["Accuracy", "Loss"],
+        titles="Run 1",
+        save=True,
+        save_directory=tmp_path,
+        save_filename_template="run1_{metric}",
+        save_extensions=(".PDF", "png"),
+        show=False,
+        close=False,
+        fig_kwargs={"figsize": (3, 2)},
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "run1_acc.pdf", "run1_acc.png", "run1_loss.pdf", "run1_loss.png"
+    ]  # fmt: skip
+    content = (tmp_path / "run1_acc.pdf").read_bytes()
     assert content.startswith(b"%PDF-") and content.rstrip().endswith(b"%%EOF")
-    assert _series(figures["acc"])["validation"] == [entry["val_acc"] for entry in history]
+    assert _series(figures[0])["Validation Accuracy"] == [entry["val_acc"] for entry in history]
+    assert [ax.get_title() for ax in axes] == ["Run 1", "Run 1"] and axes[1].get_ylabel() == "Loss"
+    assert tuple(figures[0].get_size_inches()) == (3, 2)
+    assert all(figure.number in plt.get_fignums() for figure in figures)  # close=False kept them
+    for figure in figures:
+        plt.close(figure)
+
+
+def test_given_axes_are_drawn_on_and_no_figure_is_made(history):
+    figure, given = plt.subplots(1, 2)
+    figures, axes = plot_history(history, metrics=["loss", "acc"], titles=["L", "A"], axes=given, show=False)
+    assert figures == [] and axes is given
+    assert [ax.get_title() for ax in given] == ["L", "A"]
+    assert _series(figure)["val_loss"] == [entry["val_loss"] for entry in history]
+    plt.close(figure)
+
+
+def test_a_dataframe_history_plots_like_the_list(history):
+    frame = pandas.DataFrame(history)
+    figures, _ = plot_history(frame, metrics=["loss"], show=False, close=False)
+    assert _series(figures[0])["loss"] == [entry["loss"] for entry in history]
+    plt.close(figures[0])
 
 
 def test_plot_metric_on_given_axes_with_gaps(tmp_path):
@@ -64,11 +100,17 @@ def test_plot_metric_on_given_axes_with_gaps(tmp_path):
     figure, ax = plt.subplots()
     assert plot_metric(gappy, "loss", title="Loss", ax=ax) is ax
     series = _series(figure)
-    assert series["train"] == [2.0, 1.0, 0.5]
-    assert math.isnan(series["validation"][0]) and series["validation"][1] == 1.5
+    assert series["loss"] == [2.0, 1.0, 0.5]
+    assert math.isnan(series["val_loss"][0]) and series["val_loss"][1] == 1.5
     assert ax.get_title() == "Loss"
     figure.savefig(tmp_path / "loss.png")
     assert (tmp_path / "loss.png").read_bytes()[:8] == PNG_SIGNATURE
+    plt.close(figure)
+
+
+def test_plot_metric_draws_on_the_current_axes_by_default():
+    figure, ax = plt.subplots()
+    assert plot_metric([{"epoch": 1, "loss": 1.0}], "loss") is ax
     plt.close(figure)
 
 
@@ -77,15 +119,21 @@ def test_the_history_as_a_dataframe(history):
     assert isinstance(frame, pandas.DataFrame)
     assert frame.index.tolist() == [1, 2, 3, 4] and frame.index.name == "epoch"
     assert frame["val_acc"].tolist() == [entry["val_acc"] for entry in history]
-    assert metric_names(history) == ["lr", "loss", "acc"]
+    assert metric_names(history) == ["time", "lr", "loss", "acc"]
 
 
 def test_errors_name_the_argument(tmp_path, history):
-    with pytest.raises(ValueError, match=r"`history` has no value for the metric 'f1'.*Plottable metrics: 'lr'"):
-        plot_history(history, metrics=["loss", "f1"], directory=tmp_path)
+    with pytest.raises(
+        ValueError, match=r"`history` has no value for the metric 'f1'.*Plottable metrics: 'time', 'lr'"
+    ):
+        plot_history(history, metrics=["loss", "f1"], save=True, save_directory=tmp_path)
     assert not (tmp_path / "loss.png").exists()  # checked before anything is drawn or written
-    with pytest.raises(ValueError, match=r"`extension` must be a file format.*extension='docx'.*pdf"):
-        plot_history(history, extension="docx")
+    with pytest.raises(ValueError, match=r"`save_extensions` must be a list of file formats.*'docx'.*pdf"):
+        plot_history(history, save=True, save_extensions=["docx"])
+    with pytest.raises(ValueError, match=r"`save_extensions` must be a list.*save_extensions='png'"):
+        plot_history(history, save=True, save_extensions="png")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"`labels` must give one entry per plotted metric: 4 metrics.*Received: 1"):
+        plot_history(history, labels=["Loss"])
     with pytest.raises(ValueError, match=r"`history` is empty"):
         plot_metric([], "loss")
     with pytest.raises(TypeError, match=r"`history` must be the list of epoch logs.*type dict"):

@@ -114,3 +114,20 @@ def test_set_seeds_rejects_non_int(seed):
         match=re.escape(f"`seed` must be an int. Received: seed={seed!r} (type {type(seed).__name__})."),
     ):
         set_seeds(seed)
+
+
+def test_torch_apply_leaves_the_batch_sizes_of_a_packed_sequence_alone():
+    from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+
+    padded = torch.randn(4, 3, 2)  # (time, batch, features)
+    packed = pack_padded_sequence(padded, torch.tensor([2, 4, 3]), enforce_sorted=False)
+    result = torch_apply(packed, lambda t: t.double() if t.is_floating_point() else t + 0)
+    assert isinstance(result, PackedSequence)
+    assert result.data.dtype == torch.float64
+    assert result.batch_sizes is packed.batch_sizes
+    assert torch.equal(result.sorted_indices, packed.sorted_indices)
+    assert torch.equal(result.unsorted_indices, packed.unsorted_indices)
+    calls = []
+    torch_apply((packed, [torch.ones(1)]), lambda t: calls.append(t.shape) or t)
+    assert torch.Size([1]) in calls and packed.batch_sizes.shape not in calls[1:2]
+    assert len(calls) == 4  # data, sorted and unsorted indices, and the list's tensor; never batch_sizes

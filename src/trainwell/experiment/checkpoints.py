@@ -1,7 +1,8 @@
 """The experiment's checkpoints: what is saved, when, which are kept, and how a run resumes from them.
 
 Every checkpoint is a full training state (weights, optimizer, loop position, random generators,
-callbacks' states, history), written by :mod:`trainwell.storage.checkpoints`. Epoch checkpoints are
+callbacks' states, history), written by :mod:`trainwell.storage.checkpoints` as three safetensors files:
+``weights.safetensors``, ``optimizer.safetensors`` and ``state.safetensors`` (the rest). Epoch checkpoints are
 ``epoch_NNNN``; step checkpoints (``checkpoint_every_n_steps``) are ``step_NNNNNNNNN`` and only the
 newest is kept. The newest intact checkpoint is where a run resumes.
 """
@@ -36,7 +37,9 @@ from trainwell.storage.files import load_state, load_tensors, save_state, save_t
 __all__ = ["FiniteGuard", "RunCheckpointer", "find_resume_point", "load_weights_from", "read_state"]
 
 WEIGHTS = "weights.safetensors"
+OPTIMIZER = "optimizer.safetensors"  # checkpoints written before it existed hold the optimizer in STATE
 STATE = "state.safetensors"
+GROUPS = ("callbacks", "lr_schedulers", "loggers")  # whose states a checkpoint holds, each restored on its own
 EXIT_CODES = {2: 130, 15: 143}  # SIGINT, SIGTERM: the shell's 128 + signal number
 
 
@@ -52,6 +55,8 @@ def read_state(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(state, dict):
         raise CorruptCheckpointError(f"The checkpoint {path} is damaged: {STATE} holds no training state.")
     state["network"] = _parse(path, files, WEIGHTS, load_tensors)
+    if OPTIMIZER in files:
+        state["optimizer"] = _parse(path, files, OPTIMIZER, load_state)
     return meta, state
 
 
@@ -124,7 +129,10 @@ class RunCheckpointer(Callback):
 
     Args:
         directory: the checkpoints' directory.
-        callbacks: the callbacks whose ``state_dict`` goes in each checkpoint (in order).
+        callbacks: the callbacks whose ``state_dict`` goes in each checkpoint, by group (``GROUPS``: the
+            user's callbacks, the learning-rate schedulers, the experiment's loggers); each group is
+            restored on its own, so a resumed call may pass other callbacks and still get its schedulers'
+            and loggers' states back.
         monitor: what "best" means, or None without monitoring.
         history: every epoch's logs so far (extended here).
         every_n_steps: also checkpoint every n optimizer steps within an epoch.
@@ -133,6 +141,9 @@ class RunCheckpointer(Callback):
         extra: JSON-able values stored with every checkpoint (the configuration's fingerprint).
         writes: whether this process writes the checkpoints (under torchrun only rank 0 does; the
             others take part in gathering the training state, then wait at a barrier).
+        after_epoch: called after each epoch checkpoint is written and the old ones pruned, with the
+            remaining checkpoints and the random generators' states saved in the newest (Poutyne's file
+            layout is kept up to date so; see :mod:`trainwell.experiment.poutyne_files`).
     """
 
     reads_gradients = False  # its on_train_batch_end never looks at gradients
@@ -140,7 +151,7 @@ class RunCheckpointer(Callback):
     def __init__(
         self,
         directory: Path,
-        callbacks: Sequence[Callback],
+        callbacks: Mapping[str, Sequence[Callback]],
         monitor: Monitor | None,
         history: list[dict[str, Any]],
         *,
@@ -149,9 +160,14 @@ class RunCheckpointer(Callback):
         keep_only_last_best: bool,
         extra: Mapping[str, Any],
         writes: bool = True,
+        after_epoch: Callable[[list[CheckpointInfo], Mapping[str, Any]], None] | None = None,
     ) -> None:
+        unknown = set(callbacks) - set(GROUPS)
+        if unknown:
+            raise ValueError(f"Unknown callback groups {sorted(unknown)}; the groups are {list(GROUPS)}.")
         self.directory = directory
-        self.callbacks = list(callbacks)
+        self.groups = {group: list(callbacks.get(group, ())) for group in GROUPS}
+        self.after_epoch = after_epoch
         self.monitor = monitor
         self.history = history
         self.every_n_steps = every_n_steps
@@ -183,8 +199,10 @@ class RunCheckpointer(Callback):
         improved = False
         if self.monitor is not None:
             improved = self.monitor.update(logs, epoch_number)
-        self._save(f"epoch_{epoch_number:04d}", epoch_complete=True, logs=logs, improved=improved)
+        rng = self._save(f"epoch_{epoch_number:04d}", epoch_complete=True, logs=logs, improved=improved)
         self._prune(after_epoch=True)
+        if self.writes and self.after_epoch is not None and rng is not None:
+            self.after_epoch(list_checkpoints(self.directory), rng)
         self._exit_if_interrupted()
 
     # -- saving ---------------------------------------------------------------------------------------------
@@ -217,22 +235,28 @@ class RunCheckpointer(Callback):
             "clip gradients (ClipNorm)."
         )
 
-    def _save(self, name: str, *, epoch_complete: bool, logs: Mapping[str, Any] | None, improved: bool = False) -> None:
+    def _save(
+        self, name: str, *, epoch_complete: bool, logs: Mapping[str, Any] | None, improved: bool = False
+    ) -> dict[str, Any] | None:
+        """Writes one checkpoint; returns the random generators' states it holds (None on other ranks)."""
         state = self.model.state
         self.check_finite()
         snapshot = self.model.training_state()  # under torchrun, every rank takes part (gathered states)
         if not self.writes:
             distributed.barrier()  # rank 0 writes meanwhile
-            return
+            return None
         weights = snapshot.pop("network")
-        snapshot["callbacks"] = [
-            {"class": type(callback).__name__, "state": callback.state_dict()} for callback in self.callbacks
-        ]
+        optimizer = snapshot.pop("optimizer")
+        for group, callbacks in self.groups.items():
+            snapshot[group] = [
+                {"class": type(callback).__name__, "state": callback.state_dict()} for callback in callbacks
+            ]
         snapshot["history"] = self.history
         snapshot["monitor"] = self.monitor.state_dict() if self.monitor is not None else None
         snapshot["extra"] = self.extra
-        weights_file, state_file = io.BytesIO(), io.BytesIO()
+        weights_file, optimizer_file, state_file = io.BytesIO(), io.BytesIO(), io.BytesIO()
         save_tensors(weights_file, weights)
+        save_state(optimizer_file, optimizer)
         save_state(state_file, snapshot)
         meta = {
             "epoch": state.epoch,
@@ -240,10 +264,13 @@ class RunCheckpointer(Callback):
             "global_step": state.global_step,
             "epoch_complete": epoch_complete,
             "was_best": improved,
+            "every_epoch": self.save_every_epoch,  # kept for itself, not only to resume (get_saved_epochs)
             "logs": _plain(logs) if logs is not None else None,
         }
-        write_checkpoint(self.directory, name, {WEIGHTS: weights_file.getvalue(), STATE: state_file.getvalue()}, meta)
+        files = {WEIGHTS: weights_file.getvalue(), OPTIMIZER: optimizer_file.getvalue(), STATE: state_file.getvalue()}
+        write_checkpoint(self.directory, name, files, meta)
         distributed.barrier()
+        return dict(snapshot["rng"])
 
     def _prune(self, *, after_epoch: bool) -> None:
         """Removes what the newest checkpoint (just written and verified) makes unnecessary.
@@ -276,22 +303,32 @@ class RunCheckpointer(Callback):
             raise SystemExit(code)
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Puts back the callbacks' states, the history and the best value of a checkpoint."""
-        saved = state.get("callbacks") or []
-        if not self.writes:
-            saved = saved[: len(self.callbacks)]  # rank 0 alone also ran the loggers saved after them
-        if len(saved) != len(self.callbacks) or any(
-            entry["class"] != type(callback).__name__ for entry, callback in zip(saved, self.callbacks)
-        ):
-            warnings.warn(
-                "The callbacks differ from the checkpoint's "
-                f"({[entry['class'] for entry in saved]} there, {[type(c).__name__ for c in self.callbacks]} here): "
-                "their states were not restored, so the resumed run may differ from an uninterrupted one.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        else:
-            for entry, callback in zip(saved, self.callbacks):
+        """Puts back the callbacks' states, the history and the best value of a checkpoint.
+
+        Each group is restored when it holds the same callbacks (by class, in order) as the checkpoint's;
+        otherwise a warning says that group's states were not restored.
+        """
+        if "loggers" in state:
+            saved = {group: list(state.get(group) or []) for group in GROUPS}
+        else:  # written before the groups: one list, the groups one after the other
+            saved = {"callbacks": list(state.get("callbacks") or [])}
+        current = self.groups if "loggers" in state else {"callbacks": [c for g in GROUPS for c in self.groups[g]]}
+        for group, callbacks in current.items():
+            entries = saved.get(group, [])
+            if not self.writes and (group == "loggers" or "loggers" not in state):
+                entries = entries[: len(callbacks)]  # rank 0 alone also ran the loggers
+            if len(entries) != len(callbacks) or any(
+                entry["class"] != type(callback).__name__ for entry, callback in zip(entries, callbacks)
+            ):
+                warnings.warn(
+                    f"The {group.replace('_', ' ')} differ from the checkpoint's "
+                    f"({[entry['class'] for entry in entries]} there, {[type(c).__name__ for c in callbacks]} here): "
+                    "their states were not restored, so the resumed run may differ from an uninterrupted one.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                continue
+            for entry, callback in zip(entries, callbacks):
                 callback.load_state_dict(entry["state"])
         self.history[:] = [dict(entry) for entry in state.get("history") or []]
         if self.monitor is not None and state.get("monitor") is not None:

@@ -1,8 +1,10 @@
 """``Experiment`` (= ``ModelBundle``): one directory per run, that resumes exactly where it stopped.
 
-The directory holds ``log.tsv`` (one row per epoch), ``tensorboard/``, ``plots/`` (written when
-training ends), ``checkpoints/`` (full training states, see :mod:`trainwell.experiment.checkpoints`),
-``run.json`` (versions, arguments, seed, git commit) and ``{name}_log.tsv`` for each test. Calling
+The directory holds ``log.tsv`` (one row per epoch), ``tensorboard/``, ``plots/`` (PNG and PDF, written
+when training ends), ``checkpoints/`` (full training states, see :mod:`trainwell.experiment.checkpoints`),
+Poutyne's files beside them (``checkpoint.ckpt``, ``checkpoint_epoch_N.ckpt``, ``last.epoch``... see
+:mod:`trainwell.experiment.poutyne_files`), ``run.json`` (versions, arguments, seed, git commit) and
+``{name}_log.tsv`` for each test. Calling
 ``train(..., epochs=N)`` again continues from the newest intact checkpoint up to epoch N in total.
 The model itself knows nothing of directories: the experiment composes it with callbacks.
 """
@@ -31,6 +33,7 @@ from trainwell.experiment.files import (
     write_run_file,
     write_test_log,
 )
+from trainwell.experiment.poutyne_files import PoutyneFiles
 from trainwell.experiment.results import ExperimentResults
 from trainwell.model.model import Model
 from trainwell.storage.checkpoints import sweep_temporaries
@@ -61,7 +64,9 @@ class ModelBundle(ExperimentResults):
         logging: write logs and checkpoints to ``directory`` (False: train in memory only).
         monitoring: track the best epoch by ``monitor_metric``; tests use it by default.
         monitor_metric: the epoch log deciding the best epoch (default ``'val_loss'``).
-        monitor_mode: ``'min'`` or ``'max'`` (default: from the metric's name).
+        monitor_mode: ``'min'`` or ``'max'`` (default: from the model's metric or the name, as for
+            ``mode='auto'`` of the callbacks; ``'min'`` with a warning when neither tells). The attribute
+            holds the resolved ``'min'`` or ``'max'``.
     """
 
     def __init__(
@@ -86,9 +91,12 @@ class ModelBundle(ExperimentResults):
         self.logging = logging
         self.monitoring = monitoring
         self.monitor_metric = monitor_metric or "val_loss"
-        self.monitor_mode = monitor_mode or "auto"
         self._explicit_monitor = _explicit_monitor and monitor_metric is not None
-        Monitor(self.monitor_metric, self.monitor_mode)  # checks the arguments now, not after an epoch
+        # Checks the arguments now, not after an epoch, and resolves the direction ('auto' asks the model).
+        monitor = Monitor(self.monitor_metric, monitor_mode or "auto", owner="Experiment (monitor_metric)")
+        if monitoring:
+            monitor.set_model(model)
+        self.monitor_mode = monitor.mode if monitoring else (monitor_mode or "min")
 
     # -- construction ---------------------------------------------------------------------------------------
     @classmethod
@@ -141,6 +149,7 @@ class ModelBundle(ExperimentResults):
             save_every_epoch: keep every epoch's checkpoint.
             checkpoint_every_n_steps: also checkpoint every n optimizer steps (long epochs lose little).
             disable_tensorboard: do not write ``tensorboard/``.
+            Poutyne's ``save_every_epoch`` also gives every epoch a ``checkpoint_epoch_N.ckpt``.
             seed: seeds every generator before training (default 42; None leaves them).
 
         Returns:
@@ -204,9 +213,18 @@ class ModelBundle(ExperimentResults):
                 logging_callbacks.append(tensorboard)
         history: list[dict[str, Any]] = []
         saved_callbacks = [*user_callbacks, *logging_callbacks]
+        poutyne_files = (
+            PoutyneFiles(self.directory, options["lr_schedulers"], save_every_epoch=options["save_every_epoch"])
+            if main
+            else None
+        )
         checkpointer = RunCheckpointer(
             self.checkpoints_directory,
-            saved_callbacks,
+            {
+                "callbacks": options["callbacks"],
+                "lr_schedulers": options["lr_schedulers"],
+                "loggers": logging_callbacks,
+            },
             monitor,
             history,
             every_n_steps=options["every_n_steps"],
@@ -214,6 +232,7 @@ class ModelBundle(ExperimentResults):
             keep_only_last_best=options["keep_only_last_best"],
             extra={"configuration": config},
             writes=main,
+            after_epoch=poutyne_files,
         )
         if resume is not None:
             checkpointer.restore(state)
@@ -223,6 +242,8 @@ class ModelBundle(ExperimentResults):
                 self.directory, config, options, epochs, kwargs, resumed_from=resume[0].path.name if resume else None
             )
         if initial_epoch > epochs:
+            if tensorboard is not None:
+                tensorboard.writer.close()
             return []
         try:
             with interrupt_handlers(checkpointer):
@@ -236,10 +257,23 @@ class ModelBundle(ExperimentResults):
         finally:
             if tensorboard is not None:
                 tensorboard.writer.close()
-        if main:
-            write_plots(history, self.directory / "plots")
+            if main:  # as in Poutyne, also after an error: the plots show the epochs that were logged
+                self._write_plots(history)
         distributed.barrier()  # the directory is complete before any rank goes on
         return list(logs)
+
+    def _write_plots(self, history: list[dict[str, Any]]) -> None:
+        """``plots/``: from ``log.tsv`` (learning rates included), or the history without pandas."""
+        try:
+            stats: Any = self.get_stats()
+        except ImportError:
+            stats = history
+        except ValueError:
+            return  # no log.tsv: no epoch ended
+        try:
+            write_plots(stats, self.directory / "plots")
+        except Exception as error:  # a plot must not hide the training's own outcome
+            warnings.warn(f"The plots of {self.directory} could not be written: {error!r}.", stacklevel=3)
 
     def _training_monitor(self, has_validation: bool) -> Monitor | None:
         if not self.monitoring:
@@ -280,9 +314,14 @@ class ModelBundle(ExperimentResults):
         checkpoint = kwargs.pop("checkpoint", "best")
         name = kwargs.pop("name", "test")
         seed = kwargs.pop("seed", 42)
+        if kwargs.get("return_dict_format", True) is not True:
+            raise ValueError(
+                "An Experiment's test methods return a dict: remove `return_dict_format` (received "
+                f"return_dict_format={kwargs['return_dict_format']!r}), or call the model's evaluate directly."
+            )
         if seed is not None:
             set_seeds(seed)
-        epoch = self.load_checkpoint(checkpoint) if self.logging else None
+        epoch_stats = self.load_checkpoint(checkpoint) if self.logging else None
         kwargs["return_dict_format"] = True
         result = evaluate(*data, **kwargs)
         logs, extras = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
@@ -290,7 +329,7 @@ class ModelBundle(ExperimentResults):
             (f"{name}_{key[len('test_') :]}" if key.startswith("test_") else key): value for key, value in logs.items()
         }
         if self.logging and distributed.is_main_process():
-            write_test_log(self.directory / f"{name}_log.tsv", logs, epoch)
+            write_test_log(self.directory / f"{name}_log.tsv", logs, epoch_stats)
         return (logs, *extras) if extras else logs  # type: ignore[return-value]
 
     def infer(self, generator: Any, **kwargs: Any) -> Any:
@@ -388,6 +427,10 @@ def _model_from_network(
     **model_options: Any,
 ) -> tuple[Model, dict[str, Any]]:
     explicit_monitor = monitor_metric is not None
+    # As in Poutyne, a network may carry its own loss and metrics (used when the arguments leave them out).
+    loss_function = getattr(network, "loss_function", None) if loss_function is None else loss_function
+    batch_metrics = getattr(network, "batch_metrics", None) if batch_metrics is None else batch_metrics
+    epoch_metrics = getattr(network, "epoch_metrics", None) if epoch_metrics is None else epoch_metrics
     if task is not None:
         preset = _PRESETS[_preset_name(task)]
         loss_function = preset["loss_function"] if loss_function is None else loss_function

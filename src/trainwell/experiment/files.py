@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -131,14 +131,20 @@ def make_tensorboard_logger(directory: Path, purge_step: int) -> Any:
     return TensorBoardLogger(writer)
 
 
-def write_plots(history: Sequence[Mapping[str, Any]], directory: Path) -> None:
-    """One PNG per metric in ``directory``; skipped with a warning without matplotlib."""
-    if not history:
+def write_plots(history: Any, directory: Path) -> None:
+    """``<metric>.png`` and ``<metric>.pdf`` per logged value in ``directory`` (Poutyne's ``plots/``).
+
+    ``history`` is a list of epoch logs or the DataFrame of ``log.tsv``. Skipped with a warning without
+    matplotlib.
+    """
+    if len(history) == 0:
         return
     try:
         from trainwell.tools.plotting import plot_history
 
-        plot_history(history, directory=directory)
+        plot_history(
+            history, save=True, save_directory=directory, save_extensions=("png", "pdf"), show=False, close=True
+        )
     except ImportError:
         warnings.warn(
             "matplotlib is not installed, so the experiment writes no plots/: pip install 'trainwell[plots]'.",
@@ -229,9 +235,18 @@ def write_run_file(
     atomic_write(path, (json.dumps(record, indent=2) + "\n").encode())
 
 
-def write_test_log(path: Path, logs: Mapping[str, Any], epoch: int | None) -> None:
-    """``{name}_log.tsv``: a header and one row: the tested checkpoint's epoch, then the test values."""
-    row = {"epoch": "" if epoch is None else epoch, **logs}
+def write_test_log(path: Path, logs: Mapping[str, Any], epoch_stats: Any) -> None:
+    """``{name}_log.tsv``: a header and one row, Poutyne's layout.
+
+    The row is the tested epoch's ``log.tsv`` row (``epoch_stats``, a one-row DataFrame, or None when
+    a weights file was tested or pandas is missing), then the test values but the time.
+    """
+    row: dict[str, Any] = {}
+    if epoch_stats is not None:
+        row.update({str(key): value for key, value in epoch_stats.iloc[0].items()})
+        if "epoch" in row:
+            row["epoch"] = int(row["epoch"])
+    row.update({key: value for key, value in logs.items() if key != "time"})
     header = "\t".join(row)
     values = "\t".join(str(value) for value in row.values())
     atomic_write(path, f"{header}\n{values}\n".encode())

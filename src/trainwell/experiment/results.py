@@ -19,6 +19,11 @@ __all__ = ["ExperimentResults"]
 _EPOCH_NAME = re.compile(r"epoch_(\d+)")
 
 
+def _kept_for_itself(info: CheckpointInfo) -> bool:
+    """A best epoch's checkpoint, or any with ``save_every_epoch``: not only the newest, kept to resume."""
+    return bool(info.meta.get("was_best") or info.meta.get("every_epoch"))
+
+
 class ExperimentResults:
     """``load_checkpoint``, ``get_stats``, ``get_best_epoch_stats``... (mixed into ``ModelBundle``)."""
 
@@ -56,14 +61,18 @@ class ExperimentResults:
 
     def load_checkpoint(
         self, checkpoint: int | str | os.PathLike[str], *, verbose: bool = False, strict: bool = True
-    ) -> int | None:
-        """Loads the weights of a checkpoint into the model; returns its epoch (None for a plain file).
+    ) -> pandas.DataFrame | None:
+        """Loads the weights of a checkpoint into the model; returns its epoch's ``log.tsv`` row (Poutyne's).
 
         Args:
             checkpoint: ``'best'`` (by the monitored metric), ``'last'``, an epoch number, a checkpoint
                 directory, or a weights file (safetensors, or a torch file read with ``weights_only=True``).
             verbose: print which checkpoint was loaded.
             strict: as for ``nn.Module.load_state_dict``.
+
+        Returns:
+            The loaded epoch's statistics, a one-row DataFrame as :meth:`get_best_epoch_stats` gives; None
+            for a weights file, or without pandas.
 
         Raises:
             CorruptCheckpointError: the checkpoint's files do not match its manifest.
@@ -104,7 +113,18 @@ class ExperimentResults:
         self.model.set_weights(weights, strict=strict)
         if verbose:
             print(f"Loaded the checkpoint of epoch {meta.get('epoch')} ({path.name}).")
-        return int(meta["epoch"]) if meta.get("epoch") is not None else None
+        return self._epoch_stats(meta.get("epoch"))
+
+    def _epoch_stats(self, epoch: Any) -> pandas.DataFrame | None:
+        """The ``log.tsv`` row of ``epoch``; None when it is unknown, not logged, or pandas is missing."""
+        if epoch is None or not self.log_path.is_file():
+            return None
+        try:
+            stats = self.get_stats()
+        except ImportError:
+            return None
+        row = stats[stats["epoch"] == int(epoch)]
+        return row if len(row) else None
 
     def get_stats(self) -> pandas.DataFrame:
         """``log.tsv`` as a pandas DataFrame (one row per epoch)."""
@@ -135,28 +155,52 @@ class ExperimentResults:
         return stats.loc[[index]]
 
     def get_saved_epochs(self) -> pandas.DataFrame:
-        """The ``log.tsv`` rows of the epochs that have a checkpoint."""
+        """The ``log.tsv`` rows of the epochs whose checkpoint can be loaded by number (Poutyne's meaning).
+
+        The epochs that improved the monitored value and whose checkpoint is still kept, and every epoch
+        trained with ``save_every_epoch=True``; not the newest epoch when it is kept only to resume from.
+        Without monitoring: every epoch with a checkpoint.
+        """
         stats = self.get_stats()
-        return stats[stats["epoch"].isin(sorted(self._epoch_checkpoints()))]
+        saved = self._epoch_checkpoints()
+        if self.monitoring:
+            saved = {epoch: info for epoch, info in saved.items() if _kept_for_itself(info)}
+        return stats[stats["epoch"].isin(sorted(saved))]
 
     def is_better_than(self, other: ExperimentResults) -> bool:
-        """Whether this run's best epoch beats ``other``'s by the (shared) monitored metric."""
+        """Whether this run's best epoch beats ``other``'s by the monitored metric, which both must share.
+
+        As in Poutyne, each run's best checkpoint (its last one without monitoring) is loaded into its
+        model to read its statistics: afterwards both models hold those weights.
+
+        Raises:
+            ValueError: a run does not log, both are the same directory, or they monitor different metrics
+                or directions.
+        """
         if not isinstance(other, ExperimentResults):
             raise TypeError(f"`other` must be an Experiment. Received: other of type {type(other).__name__}.")
+        for run, which in ((self, "This experiment"), (other, "The experiment compared to")):
+            if not getattr(run, "logging", True):
+                raise ValueError(f"{which} has logging=False: it keeps no checkpoint or statistics to compare.")
         # Two objects bound to one directory are one run: comparing it with itself answers nothing.
         if other is self or Path(other.directory).resolve() == Path(self.directory).resolve():
             raise ValueError(
                 f"is_better_than compares two runs: pass the experiment of another directory, not {self.directory}."
             )
-        mine, theirs = self.get_best_epoch_stats(), other.get_best_epoch_stats()
-        column, other_column = self._monitored_column(mine), other._monitored_column(theirs)
-        mode = infer_mode(column, getattr(self, "model", None)) if self.monitor_mode == "auto" else self.monitor_mode
-        other_auto = infer_mode(other_column, getattr(other, "model", None))
-        other_mode = other_auto if other.monitor_mode == "auto" else other.monitor_mode
-        if (column, mode) != (other_column, other_mode):
+        if (self.monitor_metric, self.monitor_mode) != (other.monitor_metric, other.monitor_mode):
             raise ValueError(
-                f"The runs monitor different things ({column!r}/{mode} here, {other_column!r}/{other_mode} there): "
-                "they cannot be compared."
+                f"The runs monitor different things ({self.monitor_metric!r}/{self.monitor_mode} here, "
+                f"{other.monitor_metric!r}/{other.monitor_mode} there): they cannot be compared."
             )
-        value, other_value = float(mine[column].iloc[0]), float(theirs[other_column].iloc[0])
-        return value > other_value if mode == "max" else value < other_value
+        mine, theirs = self._best_value(), other._best_value()
+        return bool(mine > theirs if self.monitor_mode == "max" else mine < theirs)
+
+    def _best_value(self) -> Any:
+        stats = self.load_checkpoint("best" if self.monitoring else "last")
+        if stats is None:
+            raise ValueError(f"{self.directory} has no log.tsv row for its checkpoint: train first (pandas needed).")
+        try:
+            column = stats[self.monitor_metric]
+        except KeyError:  # trained without validation: the training value was monitored instead
+            column = stats[self.monitor_metric.removeprefix("val_")]
+        return column.item()

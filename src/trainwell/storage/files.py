@@ -14,11 +14,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import IO, Any, Union
 
 import torch
+
+from trainwell.utils.files import atomic_write
 
 __all__ = [
     "atomic_write",
@@ -32,42 +33,6 @@ __all__ = [
 
 PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
 _STATE_KEY = "trainwell_state"
-
-
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file, fsync and rename.
-
-    >>> import tempfile, pathlib; target = pathlib.Path(tempfile.mkdtemp()) / 'a.bin'
-    >>> atomic_write(target, b'hello'); target.read_bytes()
-    b'hello'
-    """
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        # Whatever failed (full disk, interrupt), the previous file at `path` is untouched.
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # not supported on this platform
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def encode_state(state: Any) -> tuple[Any, dict[str, torch.Tensor]]:

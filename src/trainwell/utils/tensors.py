@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import PackedSequence
 
 __all__ = [
     "numpy_to_torch",
@@ -27,12 +28,16 @@ def torch_apply(obj: Any, func: Callable[[torch.Tensor], Any]) -> Any:
     """Applies ``func`` to every tensor inside nested tuples, lists and dicts.
 
     Containers are rebuilt with the same type (named tuples included); anything else is returned as is.
+    A ``PackedSequence`` keeps its ``batch_sizes`` as they are: PyTorch requires them on the CPU, so
+    ``func`` (a move to the GPU, say) reaches only its data and index tensors.
 
     >>> torch_apply({'a': torch.ones(2), 'b': [torch.zeros(1), 3]}, lambda t: t * 2)
     {'a': tensor([2., 2.]), 'b': [tensor([0.]), 3]}
     """
     if isinstance(obj, torch.Tensor):
         return func(obj)
+    if isinstance(obj, PackedSequence):
+        return _packed_apply(obj, func)
     if isinstance(obj, tuple):
         items = [torch_apply(item, func) for item in obj]
         return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
@@ -41,6 +46,15 @@ def torch_apply(obj: Any, func: Callable[[torch.Tensor], Any]) -> Any:
     if isinstance(obj, Mapping):
         return {key: torch_apply(value, func) for key, value in obj.items()}
     return obj
+
+
+def _packed_apply(sequence: PackedSequence, func: Callable[[torch.Tensor], Any]) -> PackedSequence:
+    # Rebuilt field by field (not through PackedSequence(...), which would recompute the unsorted indices).
+    fields = [
+        value if name == "batch_sizes" or value is None else torch_apply(value, func)
+        for name, value in zip(sequence._fields, sequence)
+    ]
+    return tuple.__new__(type(sequence), fields)
 
 
 def torch_to(obj: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
