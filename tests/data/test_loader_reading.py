@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from trainwell.data.loader_reading import NumberedBatch, SeededDataset, reader_of
-from trainwell.engine.rng import capture_rng, restore_rng
+from trainwell.utils.rng import capture_rng, restore_rng
 
 
 def _reader(loader):

@@ -32,6 +32,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset, default_collate
 from torch.utils.data._utils.collate import collate_tensor_fn, default_collate_fn_map
 
+from trainwell.data.loaders import loader_options
+
 __all__ = ["LoaderReader", "NumberedBatch", "SeededDataset", "reader_of"]
 
 _SEED_MASK = (1 << 63) - 1
@@ -103,23 +105,6 @@ class SeededDataset(Dataset[Any]):
         return [self.dataset[index] for index in indices]
 
 
-def _loader_options(loader: DataLoader[Any]) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "num_workers": loader.num_workers,
-        "collate_fn": loader.collate_fn,
-        "pin_memory": loader.pin_memory,
-        "timeout": loader.timeout,
-        "worker_init_fn": loader.worker_init_fn,
-        "multiprocessing_context": loader.multiprocessing_context,
-        "generator": loader.generator,
-        "persistent_workers": loader.persistent_workers,
-        "pin_memory_device": loader.pin_memory_device,
-    }
-    if loader.num_workers > 0:
-        options["prefetch_factor"] = loader.prefetch_factor
-    return options
-
-
 class _EpochSampler:
     """The user's batch sampler as trainwell reads it, one epoch at a time (see :class:`LoaderReader`)."""
 
@@ -139,7 +124,7 @@ class LoaderReader:
 
     Args:
         loader: a plain ``DataLoader`` over a map-style dataset, batched by a batch sampler.
-        capture_state: captures the global random generators (trainwell.engine.rng's ``capture_rng``);
+        capture_state: captures the global random generators (trainwell.utils.rng's ``capture_rng``);
             with worker processes, at the start of every epoch (with the loader's own generators).
         restore_state: puts them back in a captured state (``restore_rng``): when a resumed epoch has
             skipped its done batches, and when an epoch's batch sampler starts.
@@ -247,7 +232,7 @@ class LoaderReader:
     def _skipping_copy(self) -> DataLoader[Any]:
         loader = self.loader
         sampler = _EpochSampler(loader.batch_sampler, self)
-        return DataLoader(loader.dataset, batch_sampler=sampler, **_loader_options(loader))
+        return DataLoader(loader.dataset, batch_sampler=sampler, **loader_options(loader))
 
     # -- with workers: per-batch seeds ----------------------------------------------------------------------
     def _seeded_copy(self) -> DataLoader[Any]:
@@ -256,7 +241,7 @@ class LoaderReader:
             self._seeded = DataLoader(
                 SeededDataset(loader.dataset),
                 batch_sampler=_EpochSampler(loader.batch_sampler, self),
-                **_loader_options(loader),
+                **loader_options(loader),
             )
         return self._seeded
 

@@ -8,7 +8,10 @@ Two kinds of sources cover every input the public API accepts (:mod:`trainwell.d
   to a fixed number of steps per epoch. Datasets become a ``DataLoader``
   (:func:`trainwell.data.loaders.dataset_loader`) and then an :class:`IterableBatches`.
 
-Every source is iterated once per epoch and reports its length (or None when it cannot be known).
+Every source is iterated once per epoch and reports its length (or None when it cannot be known). A plain
+``DataLoader`` over a map-style dataset is read through its batch sampler
+(:mod:`trainwell.data.loader_reading`): tensors are indexed instead of collated, and a resumed epoch skips
+its done batches without fetching them.
 Under ``torchrun`` both are sharded between the ranks (see :mod:`trainwell.data.sharding`).
 """
 
@@ -23,8 +26,10 @@ from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from trainwell import distributed
 from trainwell.data.batches import count_samples, flatten
-from trainwell.data.loaders import SkippableBatchSampler, sharded_loader
+from trainwell.data.loader_reading import reader_of
+from trainwell.data.loaders import sharded_loader
 from trainwell.data.sharding import ShardedSampler, shard, shard_length, shared_permutation
+from trainwell.utils.rng import capture_rng, restore_rng
 from trainwell.utils.tensors import numpy_to_torch
 
 __all__ = ["IterableBatches", "TensorBatches", "is_sharded", "source_length"]
@@ -79,17 +84,22 @@ class TensorBatches:
         self.even_shards = shuffle if even_shards is None else even_shards
         self.targets = y
         self._skip = 0  # batches the next epoch leaves out (a resumed epoch)
+        self._resume_state: dict[str, Any] | None = None
         self._plain_pair = self._has_y and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
 
     def __len__(self) -> int:
         return math.ceil(shard_length(self.num_samples, self.even_shards) / self.batch_size)
 
-    def skip_next_epoch(self, batches: int) -> None:
+    def skip_next_epoch(self, batches: int, resume_state: dict[str, Any] | None = None) -> bool:
         """Makes the next iteration draw its permutation as usual but start after ``batches`` batches.
 
-        A resumed epoch continues this way without slicing or moving the batches already done.
+        A resumed epoch continues this way without slicing or moving the batches already done; the
+        generators are then put back in ``resume_state`` (the checkpoint's), before the first batch.
+        Returns True: the source always can.
         """
         self._skip = batches
+        self._resume_state = resume_state
+        return True
 
     def __iter__(self) -> Iterator[Any]:
         leaves = self._leaves
@@ -101,6 +111,9 @@ class TensorBatches:
             # One gather per epoch; every batch below is then a free view.
             leaves = [leaf.index_select(0, order) for leaf in leaves]
         start, self._skip = self._skip, 0
+        state, self._resume_state = self._resume_state, None
+        if state is not None:
+            restore_rng(state)  # the permutation is drawn: the rest of the epoch draws as it did
         size = self.batch_size
         if self._plain_pair:
             # The common (x, y) of two tensors, without the generic rebuild: this runs every batch.
@@ -138,6 +151,12 @@ class IterableBatches:
         self.source = sharded_loader(source, argument) if sharded else source
         self.steps = steps
         self._iterator: Iterator[Any] | None = None
+        # A plain map-style DataLoader is read through its batch sampler (fast path, resume without replay).
+        self._reader = reader_of(self.source, capture_rng, restore_rng)
+
+    def generators(self) -> list[torch.Generator]:
+        """The source's own random generators (a DataLoader's), captured with each epoch's start."""
+        return self._reader.generators() if self._reader is not None else []
 
     @property
     def targets(self) -> torch.Tensor | None:
@@ -169,25 +188,32 @@ class IterableBatches:
             return self.steps
         return len(self.source)  # type: ignore[arg-type]
 
-    def skip_next_epoch(self, batches: int) -> bool:
+    def skip_next_epoch(self, batches: int, resume_state: dict[str, Any] | None = None) -> bool:
         """Asks the source to leave out the next epoch's first ``batches`` batches without loading them.
 
+        Args:
+            batches: the batches of the epoch done before the checkpoint.
+            resume_state: the checkpoint's generator states, restored once the done batches are skipped
+                and before the next one is fetched.
+
         Returns:
-            Whether the source could (a loader built by ``fit_dataset``); otherwise the caller reads
-            and drops the batches.
+            Whether the source could (a plain DataLoader over a map-style dataset, read through its batch
+            sampler); otherwise the caller reads and drops the batches.
         """
-        sampler = getattr(self.source, "batch_sampler", None)
-        if self.steps is None and isinstance(sampler, SkippableBatchSampler):
-            sampler.skip_next_epoch(batches)
+        if self.steps is None and self._reader is not None:
+            self._reader.skip_next_epoch(batches, resume_state)
             return True
         return False
 
+    def _pass(self) -> Iterator[Any]:
+        return iter(self._reader if self._reader is not None else self.source)
+
     def __iter__(self) -> Iterator[Any]:
         if self.steps is None:
-            yield from self.source
+            yield from self._pass()
             return
         # A generator object keeps its place across epochs; a DataLoader restarts each pass.
-        iterator = self._iterator if self._iterator is not None else iter(self.source)
+        iterator = self._iterator if self._iterator is not None else self._pass()
         produced = 0
         restarted_empty = False
         while produced < self.steps:
@@ -196,7 +222,7 @@ class IterableBatches:
             except StopIteration:
                 if restarted_empty:
                     break  # the source is empty or exhausted for good
-                iterator = iter(self.source)
+                iterator = self._pass()
                 restarted_empty = True
                 continue
             restarted_empty = False

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from trainwell.data.sources import IterableBatches
-from trainwell.engine.rng import capture_rng, restore_rng
+from trainwell.utils.rng import capture_rng, restore_rng
 
 __all__ = ["DEFAULT_SANITY_BATCHES", "check_sanity_option", "sanity_check"]
 

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from trainwell import distributed
-from trainwell.engine.loop import ResumePoint
-from trainwell.engine.rng import capture_rng, restore_rng
+from trainwell.engine.loop import ResumePoint, generators_of
 from trainwell.model import lazy_layers
+from trainwell.utils.rng import capture_rng, restore_rng
 
 __all__ = ["SNAPSHOT_FORMAT", "TrainingState"]
 
@@ -71,6 +71,8 @@ class TrainingState:
             "loop": state.state_dict(),
             "steps": self._steps.state_dict(),
             "rng": capture_rng(),
+            # The training data's own generators (a DataLoader's): the next epochs' shuffles continue.
+            "source_generators": [generator.get_state() for generator in generators_of(self._loop.train_source)],
         }
         if mid_epoch:
             snapshot["epoch_in_progress"] = {
@@ -104,6 +106,7 @@ class TrainingState:
         progress = snapshot.get("epoch_in_progress")
         own = _own_share(snapshot, progress is not None)
         restore_rng(own["rng"])
+        self._loop.pending_source_generators = snapshot.get("source_generators") or None
         self._loop.pending_resume = None
         if progress is not None:
             self._loop.pending_resume = ResumePoint(
