@@ -73,8 +73,9 @@ def _run(make_loader, log: Path, stop_at=None):
     log.unlink(missing_ok=True)
     model = _model()  # a new process: fresh objects, other random states
     torch.rand(5)
+    loader = make_loader(log)  # built before the state is restored, as a script does before resuming
     initial_epoch = model.restore_training_state(snapshot)
-    model.fit_generator(make_loader(log), epochs=EPOCHS, initial_epoch=initial_epoch, verbose=False)
+    model.fit_generator(loader, epochs=EPOCHS, initial_epoch=initial_epoch, verbose=False)
     return model, _fetches(log)
 
 
@@ -126,3 +127,46 @@ def test_the_fast_path_trains_exactly_like_the_loader_itself():
     assert [row["loss"] for row in fast_history] == [row["loss"] for row in slow_history]
     for name, tensor in fast.network.state_dict().items():
         assert torch.equal(tensor, slow.network.state_dict()[name]), name
+
+
+class CountingStream(torch.utils.data.IterableDataset):
+    """An iterable-style dataset that knows its position (state_dict/load_state_dict) and counts reads."""
+
+    def __init__(self, log: Path) -> None:
+        self.log, self.position = log, 0
+
+    def __iter__(self):
+        while self.position < len(_X):
+            index = self.position
+            self.position += 1
+            with open(self.log, "a") as handle:
+                handle.write(f"{index}\n")
+            yield _X[index], _Y[index]
+        self.position = 0  # the next pass starts over
+
+    def __len__(self):
+        return len(_X) // 8 * 8
+
+    def state_dict(self):
+        return {"position": self.position}
+
+    def load_state_dict(self, state):
+        self.position = int(state["position"])
+
+
+STATEFUL = {
+    "StatefulDataLoader": lambda log: pytest.importorskip("torchdata.stateful_dataloader").StatefulDataLoader(
+        AugmentingDataset(log), batch_size=8, shuffle=True
+    ),
+    "stateful iterable dataset": lambda log: DataLoader(CountingStream(log), batch_size=8),
+}
+
+
+@pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")
+@pytest.mark.parametrize("kind", sorted(STATEFUL))
+def test_a_stateful_source_continues_from_its_saved_position(kind, tmp_path):
+    reference, _ = _run(STATEFUL[kind], tmp_path / "reference.log")
+    resumed, fetched = _run(STATEFUL[kind], tmp_path / "resumed.log", (2, 5))
+    assert fetched == 2 * len(_X) - 5 * 8  # the rest of epoch 2 and all of epoch 3: nothing replayed
+    for name, tensor in reference.network.state_dict().items():
+        assert torch.equal(tensor, resumed.network.state_dict()[name]), name

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sized
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset, default_collate
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset, default_collate
 
 from trainwell import distributed
 from trainwell.data.batches import count_samples, flatten
@@ -90,7 +90,9 @@ class TensorBatches:
     def __len__(self) -> int:
         return math.ceil(shard_length(self.num_samples, self.even_shards) / self.batch_size)
 
-    def skip_next_epoch(self, batches: int, resume_state: dict[str, Any] | None = None) -> bool:
+    def skip_next_epoch(
+        self, batches: int, resume_state: dict[str, Any] | None = None, source_state: Any = None
+    ) -> bool:
         """Makes the next iteration draw its permutation as usual but start after ``batches`` batches.
 
         A resumed epoch continues this way without slicing or moving the batches already done; the
@@ -153,6 +155,7 @@ class IterableBatches:
         self._iterator: Iterator[Any] | None = None
         # A plain map-style DataLoader is read through its batch sampler (fast path, resume without replay).
         self._reader = reader_of(self.source, capture_rng, restore_rng)
+        self._stateful_resume: tuple[Any, Any, Any] | None = None
 
     def generators(self) -> list[torch.Generator]:
         """The source's own random generators (a DataLoader's), captured with each epoch's start."""
@@ -188,24 +191,62 @@ class IterableBatches:
             return self.steps
         return len(self.source)  # type: ignore[arg-type]
 
-    def skip_next_epoch(self, batches: int, resume_state: dict[str, Any] | None = None) -> bool:
+    def skip_next_epoch(
+        self, batches: int, resume_state: dict[str, Any] | None = None, source_state: Any = None
+    ) -> bool:
         """Asks the source to leave out the next epoch's first ``batches`` batches without loading them.
 
         Args:
             batches: the batches of the epoch done before the checkpoint.
             resume_state: the checkpoint's generator states, restored once the done batches are skipped
                 and before the next one is fetched.
+            source_state: what :meth:`state_dict` returned at the checkpoint, for a stateful source.
 
         Returns:
             Whether the source could (a plain DataLoader over a map-style dataset, read through its batch
-            sampler); otherwise the caller reads and drops the batches.
+            sampler; a stateful source given its state); otherwise the caller reads and drops the batches.
         """
-        if self.steps is None and self._reader is not None:
+        if self.steps is not None:
+            return False
+        if self._reader is not None:
             self._reader.skip_next_epoch(batches, resume_state)
+            return True
+        holder = self._stateful()
+        if holder is not None and source_state is not None:
+            self._stateful_resume = (holder, source_state, resume_state)
             return True
         return False
 
+    def _stateful(self) -> Any:
+        """What holds the source's position: a stateful loader itself, or a plain loader's iterable dataset."""
+        if self._reader is not None:
+            return None
+        source = self.source
+        if isinstance(source, DataLoader) and type(source) is DataLoader:
+            dataset = source.dataset
+            if isinstance(dataset, IterableDataset) and source.num_workers == 0 and _has_state(dataset):
+                return dataset
+            return None
+        return source if _has_state(source) else None
+
+    def state_dict(self) -> Any:
+        """A stateful source's position after the batches it gave, for a mid-epoch checkpoint; else None.
+
+        Stateful: a torchdata ``StatefulDataLoader``, or a plain loader over an iterable dataset with
+        ``state_dict``/``load_state_dict``.
+        """
+        holder = self._stateful() if self.steps is None else None
+        return None if holder is None else holder.state_dict()
+
     def _pass(self) -> Iterator[Any]:
+        resume, self._stateful_resume = self._stateful_resume, None
+        if resume is not None:
+            holder, saved, generators = resume
+            holder.load_state_dict(saved)  # the source continues where the checkpoint left it
+            iterator = iter(self.source)
+            if generators is not None:
+                restore_rng(generators)
+            return iterator
         return iter(self._reader if self._reader is not None else self.source)
 
     def __iter__(self) -> Iterator[Any]:
@@ -255,3 +296,7 @@ def source_length(source: Iterable[Any]) -> int | None:
         except TypeError:
             return None
     return None
+
+
+def _has_state(obj: Any) -> bool:
+    return callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))

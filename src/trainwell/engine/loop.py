@@ -82,12 +82,15 @@ class ResumePoint:
         batch: how many of its training batches were done (0: the epoch starts over).
         tracker: the epoch's running sums and epoch-metric state after those batches.
         epoch_rng: the random generators' states when the epoch began.
+        source_state: the position a stateful source reported at the checkpoint (a torchdata
+            ``StatefulDataLoader``'s ``state_dict()``...), from which it continues; None for the others.
     """
 
     epoch: int
     batch: int
     tracker: dict[str, Any] | None = None
     epoch_rng: dict[str, Any] | None = None
+    source_state: dict[str, Any] | None = None
 
 
 class Loop:
@@ -253,7 +256,7 @@ class Loop:
             if resume.tracker is not None:
                 tracker.load_state_dict(resume.tracker)
             state.epoch_rng = resume.epoch_rng
-            batches: Iterable[Any] = _continue(source, done, resume.epoch_rng)
+            batches: Iterable[Any] = _continue(source, done, resume.epoch_rng, resume.source_state)
         else:
             state.epoch_rng = capture_rng(generators_of(source))
             batches = source
@@ -405,21 +408,24 @@ def _all_class_labels(targets: Any) -> bool:
     return bool(targets.min() >= 0)
 
 
-def _continue(source: Iterable[Any], done: int, epoch_rng: dict[str, Any] | None) -> Iterator[Any]:
+def _continue(
+    source: Iterable[Any], done: int, epoch_rng: dict[str, Any] | None, source_state: dict[str, Any] | None = None
+) -> Iterator[Any]:
     """The batches of an epoch after the first ``done``, drawn as the uninterrupted epoch drew them.
 
     The source is iterated from the generators' states of the epoch's start (its own generators too, so a
     shuffle and a DataLoader's sampler repeat exactly). A source that can skip (in-memory tensors, a plain
-    DataLoader over a map-style dataset: see trainwell.data.loader_reading) leaves the done batches out
-    without fetching them and puts the generators back in the checkpoint's state before it fetches the
-    next batch; any other source is read forward and the done batches dropped (with a warning, once).
+    DataLoader over a map-style dataset: see trainwell.data.loader_reading; a stateful loader given its
+    ``source_state``) leaves the done batches out without fetching them and puts the generators back in the
+    checkpoint's state before it fetches the next batch; any other source is read forward and the done
+    batches dropped, with a warning.
     """
     now = capture_rng()
     generators = generators_of(source)
     if epoch_rng is not None:
         restore_rng(epoch_rng, generators)
     skip = getattr(source, "skip_next_epoch", None)
-    skipped = bool(skip(done, now)) if skip is not None else False
+    skipped = bool(skip(done, now, source_state)) if skip is not None else False
     iterator = iter(source)
     if skipped:
         yield from iterator
@@ -442,8 +448,9 @@ def _warn_replay(source: Iterable[Any], done: int) -> None:
     warnings.warn(
         f"Resuming this epoch reads and drops the {done} batches done before the checkpoint, because its "
         f"source ({type(inner).__name__}) cannot skip them: only in-memory data and plain DataLoaders over "
-        "map-style datasets are advanced without fetching. Pass a Dataset (fit_dataset), a DataLoader over a "
-        "map-style dataset, or a torchdata StatefulDataLoader to resume without replay.",
+        "map-style datasets are advanced without fetching, and stateful ones (a torchdata StatefulDataLoader, an "
+        "iterable dataset with state_dict/load_state_dict) continue from their saved position. Pass one of those "
+        "to resume without replay.",
         stacklevel=3,
     )
 

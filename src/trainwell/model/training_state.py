@@ -80,6 +80,8 @@ class TrainingState:
                 "batch": state.batch,
                 "tracker": state.tracker.state_dict() if state.tracker is not None else None,
                 "epoch_rng": state.epoch_rng,
+                # A stateful source's position (a torchdata StatefulDataLoader): it continues from here.
+                "source_state": _source_state(self._loop.train_source),
             }
         if distributed.is_distributed():
             snapshot["ranks"] = _every_rank(snapshot)
@@ -114,6 +116,7 @@ class TrainingState:
                 batch=int(progress["batch"]),
                 tracker=own["tracker"],
                 epoch_rng=own["epoch_rng"],
+                source_state=progress.get("source_state"),
             )
         return int(snapshot["next_epoch"])
 
@@ -167,3 +170,8 @@ def _own_share(snapshot: dict[str, Any], mid_epoch: bool) -> dict[str, Any]:
 def _has_gradients(network: nn.Module) -> bool:
     # After an optimizer step the gradients are cleared (set to None); anything left is a pending accumulation.
     return any(parameter.grad is not None for parameter in network.parameters())
+
+
+def _source_state(source: Any) -> Any:
+    state_dict = getattr(source, "state_dict", None)
+    return state_dict() if callable(state_dict) else None
