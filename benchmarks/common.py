@@ -22,7 +22,7 @@ NUM_CLASSES = 10
 MLP_FEATURES = 64
 
 Kind = Literal["fit", "evaluate", "predict"]
-Data = Literal["tensors", "loader"]
+Data = Literal["tensors", "loader", "dataset"]
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,14 @@ def scenarios(smoke: bool = False) -> dict[str, Scenario]:
     epochs = 1 if smoke else 3
     a1 = Scenario("A1", "fit", "mlp", "tensors", a, 32, epochs, description="MLP 64-128-10, fit(x, y) in memory")
     a2 = replace(a1, name="A2", data="loader", description="MLP, DataLoader(shuffle=True)")
+    a3 = replace(a1, name="A3", data="dataset", description="MLP, fit_dataset(TensorDataset) (peers: its DataLoader)")
     cnn = Scenario("B", "fit", "cnn", "loader", b, 64, 1, description="CNN 1x28x28, DataLoader")
     repeats = 1 if smoke else 30
     ev = Scenario("C-evaluate", "evaluate", "mlp", "tensors", a, 256, repeats=repeats, description="evaluate")
     pr = Scenario("C-predict", "predict", "mlp", "tensors", a, 256, repeats=repeats, description="predict")
     gpu_a1 = replace(a1, name="D-A1", device="cuda", description="A1 on the GPU")
     gpu_b = replace(cnn, name="D-B", device="cuda", description="B on the GPU")
-    return {s.name: s for s in (a1, a2, cnn, ev, pr, gpu_a1, gpu_b)}
+    return {s.name: s for s in (a1, a2, a3, cnn, ev, pr, gpu_a1, gpu_b)}
 
 
 def seed_everything(seed: int) -> None:

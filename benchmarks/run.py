@@ -25,7 +25,7 @@ from benchmarks.report import write_report
 from benchmarks.worker import RESULT_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SCENARIOS = ["A1", "A2", "B", "C-evaluate", "C-predict", "D-A1", "D-B"]
+DEFAULT_SCENARIOS = ["A1", "A2", "A3", "B", "C-evaluate", "C-predict", "D-A1", "D-B"]
 
 
 def worker_env() -> dict[str, str]:

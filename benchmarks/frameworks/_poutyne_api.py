@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from torch.utils.data import TensorDataset
+
 from benchmarks.common import Task
 
 
@@ -16,6 +18,9 @@ def prepare_with(model_class: type, task: Task) -> Callable[[], Any]:
     kind, bs = task.scenario.kind, task.batch_size
     if kind == "fit" and task.scenario.data == "tensors":
         return lambda: model.fit(task.x, task.y, batch_size=bs, epochs=task.epochs, verbose=False)
+    if kind == "fit" and task.scenario.data == "dataset":
+        dataset = TensorDataset(task.x, task.y)
+        return lambda: model.fit_dataset(dataset, batch_size=bs, epochs=task.epochs, verbose=False)
     if kind == "fit":
         loader = task.loader()
         return lambda: model.fit_generator(loader, epochs=task.epochs, verbose=False)

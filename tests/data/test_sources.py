@@ -102,14 +102,14 @@ def test_dataset_loader_kwargs_override_defaults():
     assert [batch[0].tolist() for batch in own] == first and len(first) == 2  # the user's generator, drop_last
 
 
-def test_skippable_batch_sampler_skips_without_changing_the_order():
-    loader = dataset_loader(TensorDataset(torch.arange(20)), batch_size=3, shuffle=True)
+def test_a_dataset_loader_skips_without_changing_the_order():
+    source = IterableBatches(dataset_loader(TensorDataset(torch.arange(20)), batch_size=3, shuffle=True))
     torch.manual_seed(4)
-    full = [batch[0].tolist() for batch in loader]
+    full = [batch[0].tolist() for batch in source]
     torch.manual_seed(4)
-    loader.batch_sampler.skip_next_epoch(2)
-    assert [batch[0].tolist() for batch in loader] == full[2:]
-    assert len([batch for batch in loader]) == 7  # only one epoch is shortened
+    assert source.skip_next_epoch(2)
+    assert [batch[0].tolist() for batch in source] == full[2:]
+    assert len([batch for batch in source]) == 7  # only one epoch is shortened
 
 
 def test_batch_size_and_device_helpers():

@@ -6,8 +6,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from trainwell import Callback, Model, set_seeds
-from trainwell.engine.rng import capture_rng
 from trainwell.storage.files import decode_state, encode_state
+from trainwell.utils.rng import capture_rng
 
 EPOCHS = 3
 

@@ -8,14 +8,13 @@ DataLoaders trainwell builds; :mod:`~trainwell.data.sharding` each torchrun rank
 
 from trainwell.data.batches import batch_size_of, concatenate, flatten, split_batch, to_device
 from trainwell.data.inputs import dataset_source, iterable_source, tensor_source
-from trainwell.data.loaders import SkippableBatchSampler, dataset_loader
+from trainwell.data.loaders import dataset_loader
 from trainwell.data.sharding import ShardedSampler, shard, shard_length
 from trainwell.data.sources import IterableBatches, TensorBatches, is_sharded, source_length
 
 __all__ = [
     "IterableBatches",
     "ShardedSampler",
-    "SkippableBatchSampler",
     "TensorBatches",
     "batch_size_of",
     "concatenate",

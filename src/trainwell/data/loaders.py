@@ -1,14 +1,15 @@
-"""DataLoaders trainwell builds: over a user's ``Dataset``, resumable mid-epoch, sharded under torchrun.
+"""DataLoaders trainwell builds: over a user's ``Dataset``, and a user's loader sharded under torchrun.
 
-:func:`dataset_loader` is the loader of ``fit_dataset`` and friends; its batch sampler
-(:class:`SkippableBatchSampler`) can start an epoch after some batches without loading them.
-:func:`sharded_loader` rebuilds a user's plain ``DataLoader`` over a sharded sampler under torchrun.
+:func:`dataset_loader` is the loader of ``fit_dataset`` and friends; :func:`sharded_loader` rebuilds a
+user's plain ``DataLoader`` over a sharded sampler under torchrun; :func:`loader_options` are the settings
+a rebuilt loader keeps. Both are read like any plain loader (:mod:`trainwell.data.loader_reading`), which
+is what makes them fast over tensors and resumable mid-epoch without replay.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Sized
+from collections.abc import Callable, Sized
 from typing import Any, cast
 
 from torch.utils.data import (
@@ -24,30 +25,7 @@ from torch.utils.data import (
 from trainwell import distributed
 from trainwell.data.sharding import ShardedSampler
 
-__all__ = ["SkippableBatchSampler", "dataset_loader", "sharded_loader"]
-
-
-class SkippableBatchSampler(BatchSampler):
-    """A ``BatchSampler`` whose next epoch can start after some batches, with the same sample order.
-
-    The sampler is iterated exactly as usual (a shuffle draws its permutation from the same random
-    state), and the indices of the skipped batches are dropped before any sample is loaded: a resumed
-    epoch over a ``Dataset`` continues at its next batch without reading the batches already trained.
-    """
-
-    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool) -> None:
-        super().__init__(sampler, batch_size, drop_last)
-        self._skip = 0
-
-    def skip_next_epoch(self, batches: int) -> None:
-        """Leaves out the next epoch's first ``batches`` batches."""
-        self._skip = batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        skip, self._skip = self._skip, 0
-        for index, batch in enumerate(super().__iter__()):
-            if index >= skip:
-                yield batch
+__all__ = ["dataset_loader", "loader_options", "sharded_loader"]
 
 
 def dataset_loader(
@@ -79,14 +57,14 @@ def dataset_loader(
         kwargs["collate_fn"] = collate_fn
     kwargs.update(dataloader_kwargs or {})
     if not ({"sampler", "batch_sampler"} & kwargs.keys()) and kwargs.get("batch_size") is not None:
-        # The same batches as DataLoader(shuffle=..., batch_size=...) would make, but resumable mid-epoch.
+        # The same batches as DataLoader(shuffle=..., batch_size=...) would make, sharded under torchrun.
         shuffled = kwargs.pop("shuffle")
         sized = cast(Sized, dataset)  # a map-style dataset: dataset_argument checked it has a length
         order: Sampler[int] = (
             RandomSampler(sized, generator=kwargs.get("generator")) if shuffled else SequentialSampler(sized)
         )
         # Sharded under torchrun (a no-op otherwise): training shards padded, evaluation ones not.
-        kwargs["batch_sampler"] = SkippableBatchSampler(
+        kwargs["batch_sampler"] = BatchSampler(
             ShardedSampler(order, even=shuffled), kwargs.pop("batch_size"), bool(kwargs.pop("drop_last", False))
         )
     return DataLoader(dataset, **kwargs)
@@ -107,24 +85,12 @@ def sharded_loader(source: Any, argument: str) -> Any:
         getattr(source, "sampler", None), DistributedSampler
     ):
         return source  # already sharded
-    plain = type(batch_sampler) in (BatchSampler, SkippableBatchSampler)
+    plain = type(batch_sampler) is BatchSampler
     if isinstance(source, DataLoader) and plain and isinstance(sampler, (RandomSampler, SequentialSampler)):
         assert batch_sampler is not None  # for mypy: plain implies it
         even = isinstance(sampler, RandomSampler)
-        options: dict[str, Any] = {
-            "num_workers": source.num_workers,
-            "collate_fn": source.collate_fn,
-            "pin_memory": source.pin_memory,
-            "timeout": source.timeout,
-            "worker_init_fn": source.worker_init_fn,
-            "multiprocessing_context": source.multiprocessing_context,
-            "generator": source.generator,
-            "persistent_workers": source.persistent_workers,
-            "pin_memory_device": source.pin_memory_device,
-        }
-        if source.num_workers > 0:
-            options["prefetch_factor"] = source.prefetch_factor
-        sharded = SkippableBatchSampler(
+        options = loader_options(source)
+        sharded = BatchSampler(
             ShardedSampler(sampler, even=even), batch_sampler.batch_size or 1, batch_sampler.drop_last
         )
         return DataLoader(source.dataset, batch_sampler=sharded, **options)
@@ -137,3 +103,26 @@ def sharded_loader(source: Any, argument: str) -> Any:
             stacklevel=4,
         )
     return source
+
+
+def loader_options(loader: DataLoader[Any]) -> dict[str, Any]:
+    """The settings of ``loader`` that a loader rebuilt over another sampler or dataset keeps.
+
+    >>> import torch
+    >>> loader_options(DataLoader(torch.utils.data.TensorDataset(torch.zeros(2)), num_workers=0))["num_workers"]
+    0
+    """
+    options: dict[str, Any] = {
+        "num_workers": loader.num_workers,
+        "collate_fn": loader.collate_fn,
+        "pin_memory": loader.pin_memory,
+        "timeout": loader.timeout,
+        "worker_init_fn": loader.worker_init_fn,
+        "multiprocessing_context": loader.multiprocessing_context,
+        "generator": loader.generator,
+        "persistent_workers": loader.persistent_workers,
+        "pin_memory_device": loader.pin_memory_device,
+    }
+    if loader.num_workers > 0:
+        options["prefetch_factor"] = loader.prefetch_factor
+    return options

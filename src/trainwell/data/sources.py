@@ -8,7 +8,10 @@ Two kinds of sources cover every input the public API accepts (:mod:`trainwell.d
   to a fixed number of steps per epoch. Datasets become a ``DataLoader``
   (:func:`trainwell.data.loaders.dataset_loader`) and then an :class:`IterableBatches`.
 
-Every source is iterated once per epoch and reports its length (or None when it cannot be known).
+Every source is iterated once per epoch and reports its length (or None when it cannot be known). A plain
+``DataLoader`` over a map-style dataset is read through its batch sampler
+(:mod:`trainwell.data.loader_reading`): tensors are indexed instead of collated, and a resumed epoch skips
+its done batches without fetching them.
 Under ``torchrun`` both are sharded between the ranks (see :mod:`trainwell.data.sharding`).
 """
 
@@ -20,12 +23,14 @@ from itertools import islice
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset, default_collate
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset, default_collate
 
 from trainwell import distributed
 from trainwell.data.batches import count_samples, flatten
-from trainwell.data.loaders import SkippableBatchSampler, sharded_loader
+from trainwell.data.loader_reading import reader_of
+from trainwell.data.loaders import sharded_loader
 from trainwell.data.sharding import ShardedSampler, shard, shard_length, shared_permutation
+from trainwell.utils.rng import capture_rng, restore_rng
 from trainwell.utils.tensors import numpy_to_torch
 
 __all__ = ["IterableBatches", "TensorBatches", "is_sharded", "source_length"]
@@ -80,17 +85,24 @@ class TensorBatches:
         self.even_shards = shuffle if even_shards is None else even_shards
         self.targets = y
         self._skip = 0  # batches the next epoch leaves out (a resumed epoch)
+        self._resume_state: dict[str, Any] | None = None
         self._plain_pair = self._has_y and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
 
     def __len__(self) -> int:
         return math.ceil(shard_length(self.num_samples, self.even_shards) / self.batch_size)
 
-    def skip_next_epoch(self, batches: int) -> None:
+    def skip_next_epoch(
+        self, batches: int, resume_state: dict[str, Any] | None = None, source_state: Any = None
+    ) -> bool:
         """Makes the next iteration draw its permutation as usual but start after ``batches`` batches.
 
-        A resumed epoch continues this way without slicing or moving the batches already done.
+        A resumed epoch continues this way without slicing or moving the batches already done; the
+        generators are then put back in ``resume_state`` (the checkpoint's), before the first batch.
+        Returns True: the source always can.
         """
         self._skip = batches
+        self._resume_state = resume_state
+        return True
 
     def __iter__(self) -> Iterator[Any]:
         leaves = self._leaves
@@ -102,6 +114,9 @@ class TensorBatches:
             # One gather per epoch; every batch below is then a free view.
             leaves = [leaf.index_select(0, order) for leaf in leaves]
         start, self._skip = self._skip, 0
+        state, self._resume_state = self._resume_state, None
+        if state is not None:
+            restore_rng(state)  # the permutation is drawn: the rest of the epoch draws as it did
         size = self.batch_size
         if self._plain_pair:
             # The common (x, y) of two tensors, without the generic rebuild: this runs every batch.
@@ -152,6 +167,13 @@ class IterableBatches:
         # Read once: a user's __len__ may be costly, or count its calls (Poutyne reads it once too).
         self.length = steps if steps is not None else _sized_length(self.source)
         self._iterator: Iterator[Any] | None = None
+        # A plain map-style DataLoader is read through its batch sampler (fast path, resume without replay).
+        self._reader = reader_of(self.source, capture_rng, restore_rng)
+        self._stateful_resume: tuple[Any, Any, Any] | None = None
+
+    def generators(self) -> list[torch.Generator]:
+        """The source's own random generators (a DataLoader's), captured with each epoch's start."""
+        return self._reader.generators() if self._reader is not None else []
 
     @property
     def targets(self) -> torch.Tensor | None:
@@ -183,28 +205,73 @@ class IterableBatches:
             raise TypeError(f"The source of type {type(self.source).__name__} has no len().")
         return self.length
 
-    def skip_next_epoch(self, batches: int) -> bool:
+    def skip_next_epoch(
+        self, batches: int, resume_state: dict[str, Any] | None = None, source_state: Any = None
+    ) -> bool:
         """Asks the source to leave out the next epoch's first ``batches`` batches without loading them.
 
+        Args:
+            batches: the batches of the epoch done before the checkpoint.
+            resume_state: the checkpoint's generator states, restored once the done batches are skipped
+                and before the next one is fetched.
+            source_state: what :meth:`state_dict` returned at the checkpoint, for a stateful source.
+
         Returns:
-            Whether the source could (a loader built by ``fit_dataset``); otherwise the caller reads
-            and drops the batches.
+            Whether the source could (a plain DataLoader over a map-style dataset, read through its batch
+            sampler; a stateful source given its state); otherwise the caller reads and drops the batches.
         """
-        sampler = getattr(self.source, "batch_sampler", None)
-        if self.steps is None and isinstance(sampler, SkippableBatchSampler):
-            sampler.skip_next_epoch(batches)
+        if self.steps is not None:
+            return False
+        if self._reader is not None:
+            self._reader.skip_next_epoch(batches, resume_state)
+            return True
+        holder = self._stateful()
+        if holder is not None and source_state is not None:
+            self._stateful_resume = (holder, source_state, resume_state)
             return True
         return False
+
+    def _stateful(self) -> Any:
+        """What holds the source's position: a stateful loader itself, or a plain loader's iterable dataset."""
+        if self._reader is not None:
+            return None
+        source = self.source
+        if isinstance(source, DataLoader) and type(source) is DataLoader:
+            dataset = source.dataset
+            if isinstance(dataset, IterableDataset) and source.num_workers == 0 and _has_state(dataset):
+                return dataset
+            return None
+        return source if _has_state(source) else None
+
+    def state_dict(self) -> Any:
+        """A stateful source's position after the batches it gave, for a mid-epoch checkpoint; else None.
+
+        Stateful: a torchdata ``StatefulDataLoader``, or a plain loader over an iterable dataset with
+        ``state_dict``/``load_state_dict``.
+        """
+        holder = self._stateful() if self.steps is None else None
+        return None if holder is None else holder.state_dict()
+
+    def _pass(self) -> Iterator[Any]:
+        resume, self._stateful_resume = self._stateful_resume, None
+        if resume is not None:
+            holder, saved, generators = resume
+            holder.load_state_dict(saved)  # the source continues where the checkpoint left it
+            iterator = iter(self.source)
+            if generators is not None:
+                restore_rng(generators)
+            return iterator
+        return iter(self._reader if self._reader is not None else self.source)
 
     def __iter__(self) -> Iterator[Any]:
         if self.steps is None:
             if self.length is None:
-                yield from self.source
+                yield from self._pass()
             else:
-                yield from islice(self.source, self.length)
+                yield from islice(self._pass(), self.length)
             return
         # A generator object keeps its place across epochs; a DataLoader restarts each pass.
-        iterator = self._iterator if self._iterator is not None and not self.restart else iter(self.source)
+        iterator = self._iterator if self._iterator is not None and not self.restart else self._pass()
         produced = 0
         restarted_empty = False
         while produced < self.steps:
@@ -213,7 +280,7 @@ class IterableBatches:
             except StopIteration:
                 if restarted_empty:
                     break  # the source is empty or exhausted for good
-                iterator = iter(self.source)
+                iterator = self._pass()
                 restarted_empty = True
                 continue
             restarted_empty = False
@@ -256,3 +323,7 @@ def source_length(source: Iterable[Any]) -> int | None:
         except TypeError:
             return None
     return None
+
+
+def _has_state(obj: Any) -> bool:
+    return callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))

@@ -6,8 +6,8 @@ per-batch train, evaluate and predict steps (and a user's own, through
 :mod:`~trainwell.engine.tracking` keeps the running loss and metric sums on the device;
 :mod:`~trainwell.engine.precision` (autocast, gradient scaler), :mod:`~trainwell.engine.compilation`
 (``torch.compile``), :mod:`~trainwell.engine.parallel` (DistributedDataParallel) change how a step runs;
-:mod:`~trainwell.engine.sanity` (the sanity check), :mod:`~trainwell.engine.dry_run` (lazy layers' shapes)
-and :mod:`~trainwell.engine.rng` (random states) run before or around it.
+:mod:`~trainwell.engine.sanity` (the sanity check) and :mod:`~trainwell.engine.dry_run` (lazy layers'
+shapes) run before it.
 
 The engine knows nothing of ``Model`` or experiments: it is handed a network, optimizers, a loss,
 metrics and batch sources.

@@ -17,8 +17,8 @@ from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from trainwell.data.batches import split_batch, to_device
-from trainwell.engine.rng import capture_rng, restore_rng
 from trainwell.engine.steps import call_network
+from trainwell.utils.rng import capture_rng, restore_rng
 
 __all__ = ["check_network", "device_of", "dry_run", "first_inputs", "has_uninitialized_parameters", "materialize"]
 

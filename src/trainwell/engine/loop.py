@@ -8,6 +8,7 @@ here reads a device value: the tracker and lazy batch logs decide when the host 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,15 +18,15 @@ import torch
 from trainwell.callbacks.base import CallbackList
 from trainwell.data.batches import split_batch
 from trainwell.engine.batch_logs import call_batch_end
-from trainwell.engine.rng import capture_rng, restore_rng
 from trainwell.engine.step_context import StepContext
 from trainwell.engine.step_outputs import StepOutputs
 from trainwell.engine.steps import Steps
 from trainwell.engine.tracking import MetricTracker
 from trainwell.metrics.base import BatchMetric, EpochMetric
 from trainwell.optimizers import learning_rates
+from trainwell.utils.rng import capture_rng, restore_rng
 
-__all__ = ["PHASE_PREFIXES", "Loop", "LoopState", "ResumePoint"]
+__all__ = ["PHASE_PREFIXES", "Loop", "LoopState", "ResumePoint", "generators_of"]
 
 # What Poutyne puts before the loss and metric keys of a phase's batch and end logs.
 PHASE_PREFIXES = {"train": "", "valid": "val_", "test": "test_"}
@@ -87,12 +88,15 @@ class ResumePoint:
         batch: how many of its training batches were done (0: the epoch starts over).
         tracker: the epoch's running sums and epoch-metric state after those batches.
         epoch_rng: the random generators' states when the epoch began.
+        source_state: the position a stateful source reported at the checkpoint (a torchdata
+            ``StatefulDataLoader``'s ``state_dict()``...), from which it continues; None for the others.
     """
 
     epoch: int
     batch: int
     tracker: dict[str, Any] | None = None
     epoch_rng: dict[str, Any] | None = None
+    source_state: dict[str, Any] | None = None
 
 
 class Loop:
@@ -119,6 +123,10 @@ class Loop:
         self.state = LoopState()
         # Set by Model.restore_training_state; consumed by the next fit, whose first epoch must match.
         self.pending_resume: ResumePoint | None = None
+        # The training source of the current (or last) fit, and its generators' states from a restored
+        # training state, applied when the next fit gives the source.
+        self.train_source: Any = None
+        self.pending_source_generators: list[torch.Tensor] | None = None
         # fitloop's stage functions by name ('train_epoch_start', 'valid_epoch_end'...): see step_context.
         self.epoch_functions: dict[str, Callable[..., Any]] = {}
 
@@ -188,6 +196,10 @@ class Loop:
             )
         self.owner.stop_training = False
         self.state.batches_per_step = batches_per_step
+        self.train_source = train
+        pending, self.pending_source_generators = self.pending_source_generators, None
+        for generator, saved in zip(generators_of(train), pending or ()):
+            generator.set_state(saved)  # a restored training state: the data's own generators go on
         callbacks.on_train_begin({})
         try:
             self._epochs(train, valid, epochs, initial_epoch, batches_per_step, callbacks, resume, history)
@@ -258,9 +270,9 @@ class Loop:
             if resume.tracker is not None:
                 tracker.load_state_dict(resume.tracker)
             state.epoch_rng = resume.epoch_rng
-            batches: Iterable[Any] = _continue(source, done, resume.epoch_rng)
+            batches: Iterable[Any] = _continue(source, done, resume.epoch_rng, resume.source_state)
         else:
-            state.epoch_rng = capture_rng()
+            state.epoch_rng = capture_rng(generators_of(source))
             batches = source
         begin = callbacks.listeners["on_train_batch_begin"]
         backward_end = callbacks.listeners["on_backward_end"]
@@ -414,29 +426,57 @@ def _all_class_labels(targets: Any) -> bool:
     return bool(targets.min() >= 0)
 
 
-def _continue(source: Iterable[Any], done: int, epoch_rng: dict[str, Any] | None) -> Iterator[Any]:
+def _continue(
+    source: Iterable[Any], done: int, epoch_rng: dict[str, Any] | None, source_state: dict[str, Any] | None = None
+) -> Iterator[Any]:
     """The batches of an epoch after the first ``done``, drawn as the uninterrupted epoch drew them.
 
-    The source is iterated from the generators' states of the epoch's start (so a shuffle, a
-    DataLoader's sampler and worker seeds repeat exactly), the done batches are skipped (cheaply when
-    the source supports ``skip_next_epoch``, else by reading them), and the generators are then put back
-    in the state the checkpoint left them in, for the rest of the epoch's random draws.
+    The source is iterated from the generators' states of the epoch's start (its own generators too, so a
+    shuffle and a DataLoader's sampler repeat exactly). A source that can skip (in-memory tensors, a plain
+    DataLoader over a map-style dataset: see trainwell.data.loader_reading; a stateful loader given its
+    ``source_state``) leaves the done batches out without fetching them and puts the generators back in the
+    checkpoint's state before it fetches the next batch; any other source is read forward and the done
+    batches dropped, with a warning.
     """
     now = capture_rng()
+    generators = generators_of(source)
     if epoch_rng is not None:
-        restore_rng(epoch_rng)
+        restore_rng(epoch_rng, generators)
     skip = getattr(source, "skip_next_epoch", None)
-    skipped = skip is not None and skip(done) is not False
+    skipped = bool(skip(done, now, source_state)) if skip is not None else False
     iterator = iter(source)
-    if not skipped:
-        for _ in range(done):
-            next(iterator, None)
+    if skipped:
+        yield from iterator
+        return
+    _warn_replay(source, done)
+    for _ in range(done):
+        next(iterator, None)
     first = next(iterator, _END)
     restore_rng(now)
     if first is _END:
         return
     yield first
     yield from iterator
+
+
+def _warn_replay(source: Iterable[Any], done: int) -> None:
+    if done == 0:
+        return
+    inner = getattr(source, "source", source)
+    warnings.warn(
+        f"Resuming this epoch reads and drops the {done} batches done before the checkpoint, because its "
+        f"source ({type(inner).__name__}) cannot skip them: only in-memory data and plain DataLoaders over "
+        "map-style datasets are advanced without fetching, and stateful ones (a torchdata StatefulDataLoader, an "
+        "iterable dataset with state_dict/load_state_dict) continue from their saved position. Pass one of those "
+        "to resume without replay.",
+        stacklevel=3,
+    )
+
+
+def generators_of(source: Any) -> list[torch.Generator]:
+    """The random generators a source owns (a DataLoader's, a sampler's): part of every epoch's state."""
+    own = getattr(source, "generators", None)
+    return list(own()) if callable(own) else []
 
 
 _END = object()

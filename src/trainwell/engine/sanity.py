@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from trainwell.data.sources import IterableBatches, TensorBatches
-from trainwell.engine.rng import capture_rng, restore_rng
+from trainwell.utils.rng import capture_rng, restore_rng
 
 __all__ = ["DEFAULT_SANITY_BATCHES", "check_sanity_option", "sanity_check"]
 

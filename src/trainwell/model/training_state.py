@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from trainwell import distributed
-from trainwell.engine.loop import ResumePoint
-from trainwell.engine.rng import capture_rng, restore_rng
+from trainwell.engine.loop import ResumePoint, generators_of
 from trainwell.model import lazy_layers
+from trainwell.utils.rng import capture_rng, restore_rng
 
 __all__ = ["SNAPSHOT_FORMAT", "TrainingState"]
 
@@ -71,6 +71,8 @@ class TrainingState:
             "loop": state.state_dict(),
             "steps": self._steps.state_dict(),
             "rng": capture_rng(),
+            # The training data's own generators (a DataLoader's): the next epochs' shuffles continue.
+            "source_generators": [generator.get_state() for generator in generators_of(self._loop.train_source)],
         }
         if mid_epoch:
             snapshot["epoch_in_progress"] = {
@@ -78,6 +80,8 @@ class TrainingState:
                 "batch": state.batch,
                 "tracker": state.tracker.state_dict() if state.tracker is not None else None,
                 "epoch_rng": state.epoch_rng,
+                # A stateful source's position (a torchdata StatefulDataLoader): it continues from here.
+                "source_state": _source_state(self._loop.train_source),
             }
         if distributed.is_distributed():
             snapshot["ranks"] = _every_rank(snapshot)
@@ -104,6 +108,7 @@ class TrainingState:
         progress = snapshot.get("epoch_in_progress")
         own = _own_share(snapshot, progress is not None)
         restore_rng(own["rng"])
+        self._loop.pending_source_generators = snapshot.get("source_generators") or None
         self._loop.pending_resume = None
         if progress is not None:
             self._loop.pending_resume = ResumePoint(
@@ -111,6 +116,7 @@ class TrainingState:
                 batch=int(progress["batch"]),
                 tracker=own["tracker"],
                 epoch_rng=own["epoch_rng"],
+                source_state=progress.get("source_state"),
             )
         return int(snapshot["next_epoch"])
 
@@ -164,3 +170,8 @@ def _own_share(snapshot: dict[str, Any], mid_epoch: bool) -> dict[str, Any]:
 def _has_gradients(network: nn.Module) -> bool:
     # After an optimizer step the gradients are cleared (set to None); anything left is a pending accumulation.
     return any(parameter.grad is not None for parameter in network.parameters())
+
+
+def _source_state(source: Any) -> Any:
+    state_dict = getattr(source, "state_dict", None)
+    return state_dict() if callable(state_dict) else None

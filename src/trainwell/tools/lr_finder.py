@@ -22,9 +22,9 @@ import torch
 
 from trainwell.callbacks.base import Callback
 from trainwell.engine.dry_run import has_uninitialized_parameters
-from trainwell.engine.rng import capture_rng, restore_rng
 from trainwell.model.lazy_layers import ensure_optimizer
 from trainwell.utils.checks import check_positive_int
+from trainwell.utils.rng import capture_rng, restore_rng
 
 __all__ = ["LRFinderResult", "LRRangeTest", "find_lr"]
 

@@ -5,7 +5,8 @@
 :mod:`~trainwell.utils.warning_settings` are exported to users here, as in Poutyne's ``utils``;
 :mod:`~trainwell.utils.checks` (argument checks with errors that say how to fix the call),
 :mod:`~trainwell.utils.names` ("did you mean" errors for names), :mod:`~trainwell.utils.files` (atomic
-writes) and :mod:`~trainwell.utils.lazy_names` (lazy package namespaces) serve the other layers.
+writes), :mod:`~trainwell.utils.rng` (every random generator's state as checkpointable values) and
+:mod:`~trainwell.utils.lazy_names` (lazy package namespaces) serve the other layers.
 """
 
 from trainwell.utils.batch_size import get_batch_size

@@ -8,6 +8,7 @@ as an uninterrupted one.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,11 @@ import torch
 __all__ = ["capture_rng", "restore_rng"]
 
 
-def capture_rng() -> dict[str, Any]:
+def capture_rng(generators: Sequence[torch.Generator] = ()) -> dict[str, Any]:
     """The states of all random generators, as tensors and numbers.
+
+    Args:
+        generators: torch generators of the user's own (a DataLoader's ``generator``...) to capture too.
 
     >>> state = capture_rng(); a = torch.rand(1); restore_rng(state); bool(torch.equal(a, torch.rand(1)))
     True
@@ -37,11 +41,13 @@ def capture_rng() -> dict[str, Any]:
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = list(torch.cuda.get_rng_state_all())
+    if generators:
+        state["generators"] = [generator.get_state() for generator in generators]
     return state
 
 
-def restore_rng(state: dict[str, Any]) -> None:
-    """Puts every generator back in the state :func:`capture_rng` returned."""
+def restore_rng(state: dict[str, Any], generators: Sequence[torch.Generator] = ()) -> None:
+    """Puts every generator back in the state :func:`capture_rng` returned (``generators``: the same own ones)."""
     python = state["python"]
     random.setstate((python["version"], tuple(int(v) for v in python["state"].tolist()), python["gauss"]))
     numpy = state["numpy"]
@@ -57,3 +63,5 @@ def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    for generator, saved in zip(generators, state.get("generators", ())):
+        generator.set_state(saved)
