@@ -66,8 +66,17 @@ def _finish(process, timeout=150):
         _kill_all(process)  # a hung collective must not outlive the test
         process.communicate()
         raise
-    assert process.returncode == 0, err[-4000:]
+    assert process.returncode == 0, _failure(err)
     return out
+
+
+def _failure(err):
+    """What a failed run said: the workers' own errors (an abort's ``what()``, a traceback) come before
+    torchrun's long summary, which alone would fill the message."""
+    lines = err.splitlines()
+    markers = ("Traceback", "Error", "terminate called", "what()", "Abort", "Signal")
+    first = next((index for index, line in enumerate(lines) if any(mark in line for mark in markers)), len(lines))
+    return "\n".join(lines[max(0, first - 5) : first + 60]) + "\n...\n" + err[-3000:]
 
 
 def _two_processes(mode, directory, env=None):
