@@ -254,9 +254,10 @@ def test_directory_contents(tmp_path: Path, method: str) -> None:
         written = {key: float(value) for key, value in row.items()}
         assert written == {**{key: float(logs[key]) for key in row if key != "lr"}, "lr": FAST_SGD["lr"]}
 
-    # tensorboard/: every logged value but the epoch, at step = epoch, equal to log.tsv (stored as float32).
+    # tensorboard/: every logged value (the epoch too, as Poutyne writes it), at step = epoch, equal to
+    # log.tsv (stored as float32).
     scalars = _scalars_by_key(tmp_path / "tensorboard")
-    assert sorted(scalars) == sorted(CLASSIF_COLUMNS[1:])
+    assert sorted(scalars) == sorted(CLASSIF_COLUMNS)
     for key, series in scalars.items():
         assert [step for step, _ in series] == [1, 2]
         assert [value for _, value in series] == pytest.approx([float(row[key]) for row in rows], rel=1e-6)

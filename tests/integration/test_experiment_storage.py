@@ -242,7 +242,7 @@ def test_a_full_disk_keeps_the_last_good_checkpoint_and_a_later_train_resumes_fr
     assert sorted(path.name for path in checkpoints.iterdir()) == ["epoch_0001"]  # nothing half-written
     meta, state = read_state(checkpoints / "epoch_0001")  # verified against its manifest
     assert meta["epoch"] == 1 and state["next_epoch"] == 2
-    assert _experiment(tmp_path).load_checkpoint("last") == 1
+    assert int(_experiment(tmp_path).load_checkpoint("last")["epoch"].iloc[0]) == 1  # its log.tsv row
 
     experiment = _experiment(tmp_path)  # as a new process would
     _train(experiment, EPOCHS)

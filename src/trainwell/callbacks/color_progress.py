@@ -127,7 +127,7 @@ class ColorProgress:
     >>> progress.on_epoch_begin(1, 10)
     >>> progress.on_epoch_end(0.5, train_steps=4, valid_steps=None, metrics=[('loss', '0.250000')])
     >>> out.getvalue()
-    '\\rEpoch:  1/10 Train steps: 4 0.50s loss: 0.250000\\n'
+    '\rEpoch:  1/10 Train steps: 4 0.50s loss: 0.250000\n'
     """
 
     JUPYTER_PRINT_RATE = 0.1  # seconds between two rewrites of the line in a notebook

@@ -142,9 +142,10 @@ class CSVFile:
             self._handle = self.path.open("a" if header is not None else "w", newline="", encoding="utf-8")
             self._writer = csv.writer(self._handle, delimiter=self.separator, lineterminator=_LINE_END)
         if header is None and self.fieldnames is not None:
-            self._write_header()
+            self.write_header()
 
-    def _write_header(self) -> None:
+    def write_header(self) -> None:
+        """Writes the header (``fieldnames``) of a file opened without one."""
         assert self.fieldnames is not None
         if self.atomic:
             self._replace(render_csv(self.fieldnames, self._rows, self.separator))
@@ -163,7 +164,7 @@ class CSVFile:
             raise RuntimeError(f"The CSV file {str(self.path)!r} is not open: a row came before on_train_begin.")
         if self.fieldnames is None:
             self.fieldnames = list(row)
-            self._write_header()
+            self.write_header()
         cells = format_row(self.fieldnames, row)
         self.rows_written += 1
         if self.atomic:
@@ -228,6 +229,9 @@ class CSVLogger(Callback):
             the device, so it costs a synchronization per batch).
         separator: the cell delimiter (``'\t'`` for a TSV file).
         append: continue an existing file, keeping its header, instead of overwriting it.
+        extra_keys: (trainwell) also write the keys outside Poutyne's header that the first epoch's logs
+            carry (a value a callback adds, for example), as columns after it; ignored with
+            ``batch_granularity``. The experiment's ``log.tsv`` is written this way.
 
     >>> import tempfile, pathlib, torch
     >>> from trainwell import Model
@@ -247,8 +251,14 @@ class CSVLogger(Callback):
         batch_granularity: bool = False,
         separator: str = ",",
         append: bool = False,
+        extra_keys: bool = False,
     ) -> None:
-        check_csv_arguments(filename, separator, {"batch_granularity": batch_granularity, "append": append})
+        check_csv_arguments(
+            filename,
+            separator,
+            {"batch_granularity": batch_granularity, "append": append, "extra_keys": extra_keys},
+        )
+        self.extra_keys = extra_keys and not batch_granularity
         self.filename = filename
         self.batch_granularity = batch_granularity
         self.separator = separator
@@ -286,7 +296,8 @@ class CSVLogger(Callback):
             self._file.open(self._resume_fieldnames or self._fieldnames, append=True, keep_before_epoch=epoch_number)
             self._resuming = False
         else:
-            self._file.open(self._fieldnames, append=self.append)
+            # With extra_keys, the header waits for the first row, which may carry more keys.
+            self._file.open(None if self.extra_keys else self._fieldnames, append=self.append)
         self._opened = True
 
     def on_train_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
@@ -295,7 +306,11 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         # The logs carry no lr (Poutyne's contract): the epoch's learning rates go beside them.
-        self._file.write(with_learning_rates(self.model, logs), sync=True)
+        row = with_learning_rates(self.model, logs)
+        if self._file.fieldnames is None:
+            self._file.fieldnames = [*self._fieldnames, *(key for key in row if key not in self._fieldnames)]
+            self._file.write_header()
+        self._file.write(row, sync=True)
         self._last_epoch = epoch_number
 
     def on_train_end(self, logs: Mapping[str, Any]) -> None:  # noqa: D102

@@ -325,7 +325,8 @@ class MLFlowLogger(Callback):
             "epochs": params.get("epochs"),
             "steps_per_epoch": params.get("steps"),
             "validation_steps": params.get("valid_steps"),
-            "batches_per_step": params.get("batches_per_step"),
+            # Not one of Poutyne's params: the loop's state has it from the start of fit.
+            "batches_per_step": getattr(getattr(model, "state", None), "batches_per_step", None),
         }
         optimizer = getattr(model, "optimizer", None)
         if optimizer is not None:

@@ -83,7 +83,7 @@ class ProgressionCallback(Callback):
     >>> x, y = torch.randn(32, 2), torch.zeros(32, dtype=torch.long)
     >>> progress = ProgressionCallback(coloring=False, file=out)
     >>> _ = model.fit(x, y, batch_size=8, epochs=1, verbose=False, callbacks=[progress])
-    >>> out.getvalue().split('\\r')[-1].startswith('Epoch: 1/1 Train steps: 4 ')
+    >>> out.getvalue().split('\r')[-1].startswith('Epoch: 1/1 Train steps: 4 ')
     True
     """
 
@@ -235,7 +235,7 @@ class EpochProgressionCallback(ProgressionCallback):
     >>> progress = EpochProgressionCallback(coloring=False, show_every_n_epochs=2, file=out)
     >>> _ = Model(torch.nn.Linear(2, 1), 'sgd', 'mse').fit(torch.ones(4, 2), torch.ones(4, 1), epochs=3,
     ...                                                    verbose=False, callbacks=[progress])
-    >>> [line.split()[1] for line in out.getvalue().strip().split('\\r') if line]
+    >>> [line.split()[1] for line in out.getvalue().strip().split('\r') if line]
     ['2/3', '3/3']
     """
 

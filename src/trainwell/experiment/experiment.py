@@ -199,7 +199,7 @@ class ModelBundle(ExperimentResults):
         main = distributed.is_main_process()
         config = configuration(self.model)
         resume = _shared_resume_point(self.directory, self.checkpoints_directory)
-        csv_logger = CSVLogger(self.log_path, separator="\t")
+        csv_logger = CSVLogger(self.log_path, separator="\t", extra_keys=True)
         logging_callbacks: list[Callback] = [csv_logger] if main else []
         initial_epoch = 1
         tensorboard = None
@@ -378,8 +378,8 @@ class Experiment(ModelBundle):
     >>> x, y = torch.randn(64, 4), torch.randint(3, (64,))
     >>> history = experiment.train_data(x, y, validation_data=(x, y), epochs=2, verbose=False,
     ...                                 disable_tensorboard=True)
-    >>> experiment.get_saved_epochs()['epoch'].tolist()[-1]
-    2
+    >>> experiment.get_stats()['epoch'].tolist()
+    [1, 2]
     """
 
     def __init__(self, directory: str | Path, network: nn.Module, **kwargs: Any) -> None:

@@ -135,10 +135,11 @@ class ExperimentResults:
         return pd.read_csv(self.log_path, sep="\t")
 
     def _monitored_column(self, stats: pandas.DataFrame) -> str:
-        if self.monitor_metric in stats.columns:
+        # Poutyne's header has val_ columns even without validation data: empty ones do not count.
+        if self.monitor_metric in stats.columns and stats[self.monitor_metric].notna().any():
             return self.monitor_metric
         fallback = self.monitor_metric.removeprefix("val_")
-        if fallback in stats.columns:
+        if fallback in stats.columns and stats[fallback].notna().any():
             return fallback
         raise ValueError(
             f"The monitored metric {self.monitor_metric!r} is not in log.tsv. Logged: {list(stats.columns)}."
