@@ -285,3 +285,21 @@ def test_importing_losses_and_optimizers_stays_light():
 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("name", "function"),
+    [("cross_entropy", F.cross_entropy), ("mse", F.mse_loss), ("bce", F.binary_cross_entropy), ("huber", F.huber_loss)],
+)
+def test_a_loss_given_by_name_carries_the_function_it_computes(name, function):
+    # Poutyne's string losses expose `func` (scripts compare it); module and function agree.
+    loss = resolve_loss(name)
+    assert loss.func is function
+    torch.manual_seed(0)
+    y_pred = torch.rand(6, 3)
+    y_true = torch.randint(3, (6,)) if name == "cross_entropy" else torch.rand(6, 3)
+    torch.testing.assert_close(loss(y_pred, y_true), loss.func(y_pred, y_true))
+
+
+def test_every_named_loss_has_its_function():
+    assert all(resolve_loss(name).func.__module__ == "torch.nn.functional" for name in LOSS_NAMES)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from trainwell.utils.names import describe, unknown_name_error
 
@@ -39,6 +40,23 @@ _LOSSES: dict[str, type[nn.Module]] = {
     "huber": nn.HuberLoss,
 }
 LOSS_NAMES: tuple[str, ...] = tuple(_LOSSES)
+_FUNCTIONS: dict[type[nn.Module], Callable[..., torch.Tensor]] = {
+    nn.CrossEntropyLoss: F.cross_entropy,
+    nn.KLDivLoss: F.kl_div,
+    nn.BCELoss: F.binary_cross_entropy,
+    nn.BCEWithLogitsLoss: F.binary_cross_entropy_with_logits,
+    nn.PoissonNLLLoss: F.poisson_nll_loss,
+    nn.HingeEmbeddingLoss: F.hinge_embedding_loss,
+    nn.L1Loss: F.l1_loss,
+    nn.MSELoss: F.mse_loss,
+    nn.MultiLabelMarginLoss: F.multilabel_margin_loss,
+    nn.MultiLabelSoftMarginLoss: F.multilabel_soft_margin_loss,
+    nn.MultiMarginLoss: F.multi_margin_loss,
+    nn.NLLLoss: F.nll_loss,
+    nn.SmoothL1Loss: F.smooth_l1_loss,
+    nn.SoftMarginLoss: F.soft_margin_loss,
+    nn.HuberLoss: F.huber_loss,
+}
 LOSS_ALIASES: dict[str, str] = {
     "binary_cross_entropy": "bce",
     "binary_cross_entropy_with_logits": "bce_with_logits",
@@ -87,7 +105,10 @@ def resolve_loss(spec: LossSpec, argument: str = "loss_function") -> Callable[..
     BCEWithLogitsLoss()
     """
     if isinstance(spec, str):
-        return _LOSSES[_canonical_loss(spec, argument)]()
+        loss = _LOSSES[_canonical_loss(spec, argument)]()
+        # Poutyne's string losses expose the torch function they compute as `func`; scripts compare it.
+        loss.func = _FUNCTIONS[type(loss)]
+        return loss
     if callable(spec):
         return spec
     raise TypeError(

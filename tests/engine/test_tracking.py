@@ -1,9 +1,11 @@
 import pytest
 import torch
+from torch import nn
 
 from tests.sync_guard import SyncGuard
+from trainwell import Model
 from trainwell.engine.tracking import BatchLogs, MetricTracker
-from trainwell.metrics import Accuracy, BatchMetric
+from trainwell.metrics import Accuracy, BatchMetric, Metric
 
 
 def test_counts_metrics_are_exact_over_padded_batches():
@@ -212,3 +214,52 @@ def test_a_model_numbers_doubles_and_logs_every_kind_of_metric():
     f1.update(model.network(x).detach(), y)
     assert logs["val_fscore_macro"] == pytest.approx(f1.compute(), abs=1e-6)
     assert logs["val_acc"] == pytest.approx(100.0 * (predicted == y).float().mean().item(), abs=1e-4)
+
+
+class _Counting(Metric):
+    """Counts its updates in a buffer, returns the buffer itself from compute, and counts its resets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("total", torch.zeros(()))
+        self.resets = 0
+
+    def forward(self, y_pred, y_true):
+        self.update(y_pred, y_true)
+        return self.total
+
+    def update(self, y_pred, y_true) -> None:
+        self.total += 1
+
+    def compute(self):
+        return self.total  # the state tensor itself: the reset that follows must not change the logged value
+
+    def reset(self) -> None:
+        self.total.zero_()
+        self.resets += 1
+
+
+def test_a_metric_is_reset_after_each_phase_computes_it_never_before_the_first():
+    metric = _Counting()
+    # No sanity check: its trial phases would compute (and reset) the metric too.
+    model = Model(nn.Linear(2, 1), "sgd", "mse", epoch_metrics=[("count", metric)], sanity_check=False)
+    x, y = torch.randn(12, 2), torch.randn(12, 1)
+    history = model.fit(x, y, validation_data=(x, y), batch_size=4, epochs=2, verbose=False)
+    assert [(epoch["count"], epoch["val_count"]) for epoch in history] == [(3.0, 3.0), (3.0, 3.0)]
+    assert metric.resets == 4  # one per phase, after its value is read
+    assert float(metric.total) == 0.0  # the last phase left it reset
+
+
+def test_a_phase_cut_short_leaves_no_state_for_the_next_one():
+    metric = _Counting()
+    model = Model(nn.Linear(2, 1), "sgd", "mse", epoch_metrics=[("count", metric)])
+
+    def batches():
+        yield torch.randn(4, 2), torch.randn(4, 1)
+        raise RuntimeError("the data broke")
+
+    with pytest.raises(RuntimeError, match="the data broke"):
+        model.fit_generator(batches(), epochs=1, verbose=False)
+    assert float(metric.total) == 1.0  # the interrupted phase's state
+    x, y = torch.randn(8, 2), torch.randn(8, 1)
+    assert model.evaluate(x, y, batch_size=4, return_dict_format=True)["test_count"] == 2.0

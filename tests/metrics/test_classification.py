@@ -162,3 +162,12 @@ def test_bad_reduction() -> None:
 def test_batch_metrics_move_like_modules() -> None:
     metric = Accuracy()
     assert metric.cpu() is metric and metric.to("cpu") is metric
+
+
+def test_func_is_the_plain_function_when_only_defaults_are_bound():
+    # Poutyne's scripts compare a string metric's `func` with the function (model.batch_metrics[0].func == acc).
+    assert Accuracy().func is acc
+    custom = Accuracy(ignore_index=3)
+    assert custom.func is not acc
+    y_pred, y_true = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.8, 0.2]]), torch.tensor([0, 1, 3])
+    torch.testing.assert_close(custom.func(y_pred, y_true), custom(y_pred, y_true))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sized
-from itertools import islice
 from typing import Any
 
 import torch
@@ -265,10 +264,17 @@ class IterableBatches:
 
     def __iter__(self) -> Iterator[Any]:
         if self.steps is None:
-            if self.length is None:
-                yield from self._pass()
-            else:
-                yield from islice(self._pass(), self.length)
+            # next() by hand: islice and `yield from` would call iter() again on what iter() returned,
+            # which an iterable that returns itself counts (or restarts).
+            iterator = self._pass()
+            produced = 0
+            while self.length is None or produced < self.length:
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    return
+                produced += 1
+                yield batch
             return
         # A generator object keeps its place across epochs; a DataLoader restarts each pass.
         iterator = self._iterator if self._iterator is not None and not self.restart else self._pass()

@@ -6,6 +6,7 @@ when a callback reads a batch log, or when the phase ends, each time through one
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -14,8 +15,20 @@ import torch
 from trainwell import distributed
 from trainwell.metrics.base import BatchMetric, EpochMetric
 from trainwell.metrics.values import as_values
+from trainwell.utils.tensors import torch_apply
 
 __all__ = ["BatchLogs", "MetricTracker"]
+
+
+# The stateful metrics updated since their last reset. As in Poutyne, a metric is reset right after its
+# value is computed at the end of a phase, not when the next phase starts; a phase cut short (an error, an
+# interrupt) leaves its metrics here, and they are reset when the next phase starts.
+_UPDATED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _detached(value: Any) -> Any:
+    """A computed value that the metric's reset cannot change (compute may return a state tensor itself)."""
+    return torch_apply(value, torch.Tensor.clone)
 
 
 def _accumulator_like(value: torch.Tensor) -> torch.Tensor:
@@ -201,7 +214,9 @@ class MetricTracker:
         self._set_names()
         self._set_kinds(targets_valid)
         for metric in [*self._states, *self.epoch_metrics]:
-            metric.reset()
+            if metric in _UPDATED:
+                metric.reset()
+                _UPDATED.discard(metric)
 
     def update(
         self,
@@ -251,6 +266,8 @@ class MetricTracker:
             self._pending, self._pending_sizes, self._pending_numels = [], [], []
         for epoch_metric in self.epoch_metrics:
             epoch_metric.update(y_pred, y_true)
+            _UPDATED.add(epoch_metric)
+        _UPDATED.update(self._states)
         self.count += size
         self._last = values
         return values
@@ -345,11 +362,15 @@ class MetricTracker:
         if values and self._states:
             states = iter(self._states)
             values = [
-                next(states).compute() if kind == "stateful" else value for value, kind in zip(values, self._kinds)
+                _detached(next(states).compute()) if kind == "stateful" else value
+                for value, kind in zip(values, self._kinds)
             ]
         names = self.batch_names if values else []
         names = names + [metric.names for metric in self.epoch_metrics]
-        values = values + [torch.as_tensor(metric.compute()) for metric in self.epoch_metrics]
+        values = values + [torch.as_tensor(_detached(metric.compute())) for metric in self.epoch_metrics]
+        for metric in [*self._states, *self.epoch_metrics]:
+            metric.reset()  # Poutyne's order: compute, then reset, at the phase's end
+            _UPDATED.discard(metric)
         return _expand(names, values)
 
     def state_dict(self) -> dict[str, Any]:

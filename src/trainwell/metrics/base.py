@@ -15,8 +15,10 @@ value per label).
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -145,6 +147,20 @@ class BatchMetric:
     def __call__(self, y_pred: Any, y_true: Any) -> torch.Tensor:
         """The metric's value on one batch, on the device."""
         return self.fn(y_pred, y_true)
+
+    @property
+    def func(self) -> Any:
+        """The function computed (Poutyne's attribute): ``fn``, or the function itself when ``fn`` only
+        binds its default arguments (``Accuracy().func is trainwell.acc``)."""
+        fn = self.fn
+        if isinstance(fn, partial) and not fn.args:
+            try:
+                parameters = inspect.signature(fn.func).parameters
+            except (TypeError, ValueError):
+                return fn
+            if all(name in parameters and parameters[name].default == value for name, value in fn.keywords.items()):
+                return fn.func
+        return fn
 
     def to(self, device: torch.device | str) -> BatchMetric:
         """Moves ``fn`` to ``device`` when it is a module (a torchmetrics object, a loss with weights)."""
