@@ -150,8 +150,11 @@ class BatchMetric:
 
     @property
     def func(self) -> Any:
-        """The function computed (Poutyne's attribute): ``fn``, or the function itself when ``fn`` only
-        binds its default arguments (``Accuracy().func is trainwell.acc``)."""
+        """The function computed (Poutyne's attribute).
+
+        ``fn``, or the function itself when ``fn`` only binds its default arguments
+        (``Accuracy().func is trainwell.acc``).
+        """
         fn = self.fn
         if isinstance(fn, partial) and not fn.args:
             try:
