@@ -107,7 +107,7 @@ def resolve_loss(spec: LossSpec, argument: str = "loss_function") -> Callable[..
     if isinstance(spec, str):
         loss = _LOSSES[_canonical_loss(spec, argument)]()
         # Poutyne's string losses expose the torch function they compute as `func`; scripts compare it.
-        loss.func = _FUNCTIONS[type(loss)]
+        vars(loss)["func"] = _FUNCTIONS[type(loss)]  # a plain attribute (nn.Module types its own as tensors)
         return loss
     if callable(spec):
         return spec
