@@ -267,8 +267,12 @@ class IterableBatches:
             # next() by hand: islice and `yield from` would call iter() again on what iter() returned,
             # which an iterable that returns itself counts (or restarts).
             iterator = self._pass()
+            # Poutyne reads exactly len() batches of an iterable and never asks for one more. A DataLoader
+            # is read to its end instead: its iterator stops at its length anyway, and an iterable
+            # dataset behind it may act at its end (rewind, close a file).
+            limit = None if isinstance(self.source, DataLoader) else self.length
             produced = 0
-            while self.length is None or produced < self.length:
+            while limit is None or produced < limit:
                 try:
                     batch = next(iterator)
                 except StopIteration:
