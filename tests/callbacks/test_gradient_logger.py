@@ -94,7 +94,9 @@ def test_csv_loggers_write_one_file_per_layer(tmp_path, logger_class):
 
 def test_tensorboard_logger_writes_one_series_per_statistic(tmp_path):
     memory = MemoryGradientLogger()
-    _fit([memory, TensorBoardGradientLogger(SummaryWriter(tmp_path), initial_step=10)], epochs=1)
+    writer = SummaryWriter(tmp_path)
+    _fit([memory, TensorBoardGradientLogger(writer, initial_step=10)], epochs=1)
+    writer.close()  # the user's writer (the logger leaves it open, as Poutyne's): its events written out
     # add_scalars puts each series of chart C in the subdirectory C_<series>, under tag C.
     scalars = read_scalars(tmp_path / "gradient_stats_2.weight_abs_max")
     steps = [step for step, _ in scalars["gradient_stats/2.weight"]]
