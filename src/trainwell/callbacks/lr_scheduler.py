@@ -37,6 +37,7 @@ from torch.optim import lr_scheduler as torch_schedulers
 
 from trainwell.callbacks.lr_scheduler_base import SchedulerCallback, check_arguments
 from trainwell.callbacks.monitor import Monitor
+from trainwell.utils.checks import check_positive_int
 
 __all__ = [
     "ChainedScheduler",
@@ -146,6 +147,12 @@ class StepLR(_TorchScheduler):
     """
 
     torch_class = torch_schedulers.StepLR
+
+    def __init__(self, *args: Any, step_every: str = "epoch", **kwargs: Any) -> None:
+        super().__init__(*args, step_every=step_every, **kwargs)
+        # torch checks nothing here and fails at the first step (a modulo by zero, or by a string).
+        step_size = args[0] if args else kwargs.get("step_size")
+        check_positive_int(step_size, "step_size")
 
 
 class MultiStepLR(_TorchScheduler):

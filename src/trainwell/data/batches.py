@@ -19,10 +19,11 @@ from trainwell.utils.tensors import numpy_to_torch
 __all__ = ["batch_size_of", "concatenate", "count_samples", "flatten", "split_batch", "to_device"]
 
 
-def flatten(obj: Any) -> tuple[list[torch.Tensor], Callable[[list[torch.Tensor]], Any]]:
+def flatten(obj: Any, argument: str = "data") -> tuple[list[torch.Tensor], Callable[[list[torch.Tensor]], Any]]:
     """Splits nested tuples/lists/dicts into their tensor leaves and a function rebuilding the structure.
 
-    Done once per data source so that slicing a batch is a plain loop over leaves.
+    Done once per data source so that slicing a batch is a plain loop over leaves. ``argument`` is the
+    user's argument that holds ``obj``, named in the error for anything that is not a tensor.
 
     >>> leaves, rebuild = flatten((torch.zeros(2), {'a': torch.ones(2)}))
     >>> rebuild([leaf[:1] for leaf in leaves])
@@ -31,15 +32,15 @@ def flatten(obj: Any) -> tuple[list[torch.Tensor], Callable[[list[torch.Tensor]]
     if isinstance(obj, torch.Tensor):
         return [obj], lambda leaves: leaves[0]
     if isinstance(obj, (tuple, list)):
-        parts = [flatten(item) for item in obj]
+        parts = [flatten(item, argument) for item in obj]
         return _join(parts, lambda items: type(obj)(items) if isinstance(obj, list) else tuple(items))
     if isinstance(obj, Mapping):
         keys = list(obj.keys())
-        parts = [flatten(obj[key]) for key in keys]
+        parts = [flatten(obj[key], argument) for key in keys]
         return _join(parts, lambda items: dict(zip(keys, items)))
     raise TypeError(
-        f"In-memory data must be tensors or NumPy arrays, possibly nested in tuples, lists or dicts. "
-        f"Received an element of type {type(obj).__name__}. Convert it with torch.as_tensor(...)."
+        f"`{argument}` must hold tensors or NumPy arrays, possibly nested in tuples, lists or dicts. "
+        f"Received: an element of type {type(obj).__name__} in {argument}. Convert it with torch.as_tensor(...)."
     )
 
 

@@ -85,6 +85,7 @@ def tensor_source(
     batch_size: int,
     shuffle: bool,
     x_name: str = "x",
+    y_name: str = "y",
     dataloader_kwargs: dict[str, Any] | None = None,
 ) -> TensorBatches | IterableBatches:
     """In-memory ``x`` (and ``y``, None to predict) -> sliced batches, or a DataLoader with ``dataloader_kwargs``.
@@ -94,12 +95,12 @@ def tensor_source(
     [2, 2, 1]
     """
     if dataloader_kwargs is None:
-        return TensorBatches(x, y, batch_size=batch_size, shuffle=shuffle, x_name=x_name)
+        return TensorBatches(x, y, batch_size=batch_size, shuffle=shuffle, x_name=x_name, y_name=y_name)
     tensors = (x,) if y is None else (x, y)
     loader = dataset_loader(
         tensor_dataset(*tensors), batch_size=batch_size, shuffle=shuffle, dataloader_kwargs=dataloader_kwargs
     )
-    return IterableBatches(loader if y is not None else first_of_each(loader))
+    return IterableBatches(loader if y is not None else first_of_each(loader), argument=x_name)
 
 
 def dataset_source(

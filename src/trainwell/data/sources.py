@@ -61,23 +61,25 @@ class TensorBatches:
         batch_size: int,
         shuffle: bool,
         x_name: str = "x",
+        y_name: str = "y",
         even_shards: bool | None = None,
     ) -> None:
-        x, y = numpy_to_torch(x), numpy_to_torch(y)
+        x, y = _tensors_of(x, x_name), _tensors_of(y, y_name)
         self._has_y = y is not None
         data = (x, y) if self._has_y else x
-        self._leaves, self._rebuild = flatten(data)
-        x_leaves = flatten(x)[0]
+        x_leaves = flatten(x, x_name)[0]
         n_x = count_samples(x_leaves, x_name)
         if self._has_y:
-            n_y = count_samples(flatten(y)[0], "y")
+            n_y = count_samples(flatten(y, y_name)[0], y_name)
             if n_x != n_y:
                 raise ValueError(
-                    f"`{x_name}` and `y` must hold the same number of samples. "
-                    f"Received: {x_name} has {n_x} samples, y has {n_y}."
+                    f"`{x_name}` and `{y_name}` must hold the same number of samples. "
+                    f"Received: {x_name} has {n_x} samples, {y_name} has {n_y}."
                 )
+        self._leaves, self._rebuild = flatten(data)
         if n_x == 0:
             raise ValueError(f"`{x_name}` is empty: there are no samples to iterate over.")
+        self.argument = x_name  # named in the errors of the steps
         self.num_samples = n_x
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -161,6 +163,7 @@ class IterableBatches:
             )
         sharded = distributed.world_size() > 1 and not isinstance(source, TensorBatches)
         self.source = sharded_loader(source, argument) if sharded else source
+        self.argument = argument
         self.steps = steps
         self.restart = restart
         # Read once: a user's __len__ may be costly, or count its calls (Poutyne reads it once too).
@@ -297,6 +300,17 @@ class IterableBatches:
             produced += 1
             yield batch
         self._iterator = iterator
+
+
+def _tensors_of(data: Any, argument: str) -> Any:
+    """``data`` with its NumPy arrays as tensors; an array torch cannot hold (strings, objects) is named."""
+    try:
+        return numpy_to_torch(data)
+    except TypeError as error:
+        raise TypeError(
+            f"`{argument}` holds a NumPy array that torch cannot convert ({error}). Convert the data to numbers "
+            "first (for text labels: an index per class, e.g. with numpy.unique(..., return_inverse=True))."
+        ) from error
 
 
 def is_sharded(source: Any) -> bool:

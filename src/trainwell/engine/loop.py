@@ -284,6 +284,7 @@ class Loop:
         steps.keep_gradients = callbacks.reads_gradients
         steps.network.train(True)
         steps.check_next_targets = True
+        steps.data_argument = getattr(source, "argument", "generator")
         batch_number = done
         pending = False  # gradients accumulated but not yet applied
         timer = steps.timer  # the profiler's (trainwell.callbacks.profiler), usually None
@@ -359,6 +360,7 @@ class Loop:
         end = callbacks.listeners[f"on_{phase}_batch_end"]
         steps.network.eval()
         steps.check_next_targets = True
+        steps.data_argument = getattr(source, "argument", "generator")
         batch_number = 0
         with torch.no_grad():
             for batch_number, batch in enumerate(source, 1):
@@ -395,6 +397,8 @@ class Loop:
         predictions: list[Any] = []
         truths: list[Any] = []
         steps.network.eval()
+        steps.data_argument = getattr(source, "argument", "x")
+        steps.check_next_inputs = True
         with torch.no_grad():
             for batch_number, batch in enumerate(source, 1):
                 state.batch = batch_number
@@ -402,7 +406,7 @@ class Loop:
                     method(batch_number, {})
                 started = time.perf_counter()
                 if has_ground_truth:
-                    x, y = split_batch(batch)
+                    x, y = split_batch(batch, getattr(source, "argument", "generator"))
                     truths.append(y)
                 else:
                     x = batch

@@ -184,28 +184,33 @@ def sanity_check(model: Any, train: Any, valid: Any, batches: int, epoch: int = 
     # Validation first: a broken evaluation path is what would otherwise surface only after an epoch.
     candidates = [("valid", valid, steps.evaluate_function), ("train", train, steps.train_function)]
     phases: list[tuple[str, Iterable[Any], Any]] = []
+    arguments = {}
     for phase, source, function in candidates:
         usable = reiterable(source)
         if usable is not None:
             phases.append((phase, usable, function))
+            arguments[phase] = getattr(source, "argument", "generator")  # the reiterable view has no name
     if not phases:
         return
     custom = any(function is not None for _, _, function in phases)
     saved = _Saved(model, [source for _, source, _ in phases], custom)
     try:
         for phase, source, function in phases:
-            _run_phase(model, phase, source, function, batches, epoch)
+            _run_phase(model, phase, source, function, batches, epoch, arguments[phase])
     finally:
         saved.restore()
 
 
-def _run_phase(model: Any, phase: str, source: Iterable[Any], function: Any, batches: int, epoch: int) -> None:
+def _run_phase(
+    model: Any, phase: str, source: Iterable[Any], function: Any, batches: int, epoch: int, argument: str
+) -> None:
     loop, steps = model._loop, model._steps
     training = phase == "train"
     tracker = loop.new_tracker(with_loss=function is None, source=source)
     state = loop.state
     state.phase, state.epoch, state.epoch_done = phase, epoch, False
     steps.check_next_targets = True
+    steps.data_argument = argument
     steps.network.train(training)
     grad_mode: AbstractContextManager[Any] = torch.enable_grad() if training else torch.no_grad()
     context = steps.context

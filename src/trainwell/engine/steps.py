@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from trainwell.data.batches import batch_size_of, split_batch, to_device
+from trainwell.engine.input_errors import call_checked
 from trainwell.engine.precision import MixedPrecision
 from trainwell.engine.step_outputs import split_step_output
 from trainwell.optimizers import OptimizerGroup
@@ -50,14 +51,14 @@ class StepResult:
         return {"loss": self.loss, "y_pred": self.y_pred, "y_true": self.y_true}
 
 
-def _pair_and_size(batch: Any) -> tuple[Any, Any, int]:
+def _pair_and_size(batch: Any, argument: str) -> tuple[Any, Any, int]:
     """``(x, y, batch size)`` of a batch, with a shortcut for the common pair of tensors (runs every batch)."""
     kind = type(batch)
     if (kind is tuple or kind is list) and len(batch) == 2:  # a DataLoader yields lists
         x, y = batch
         if type(x) is torch.Tensor and x.dim() > 0:
             return x, y, x.shape[0]
-    x, y = split_batch(batch)
+    x, y = split_batch(batch, argument)
     return x, y, batch_size_of(x, y)
 
 
@@ -118,6 +119,9 @@ class Steps:
         # the optimizer has not run yet: where gradient clipping and gradient statistics belong.
         self.before_optimizer_step: list[Callable[[], None]] = []
         self.check_next_targets = True
+        # The user's argument holding the phase's data (set by the loop): named when a batch is malformed.
+        self.data_argument = "generator"
+        self.check_next_inputs = True  # predict's first batch: its errors name the data argument
         # In-memory targets are checked whole, once per phase, instead of only the first batch's.
         self.all_targets: Any = None
         # A user's own steps, ``step(context, batch) -> dict``, replace forward_backward/evaluate.
@@ -141,7 +145,11 @@ class Steps:
         x = to_device(x, device)
         if self.timer is not None:
             self.timer("copy")
-        y_pred = call_network(self.network, x)
+        if self.check_next_targets:
+            # The first batch of the phase: an error here is most often data of the wrong shape or dtype.
+            y_pred = call_checked(self._call_network, self.network, x, self.data_argument)
+        else:
+            y_pred = call_network(self.network, x)
         if self.check_next_targets:
             # Once per phase: the first batch proves the targets match the loss and the output size.
             if self.loss_function is None:
@@ -166,7 +174,7 @@ class Steps:
             # A step begins: clear the last step's gradients if they were kept for the callbacks.
             self._release_kept()
             self._step_open = True
-        x, y, size = _pair_and_size(batch)
+        x, y, size = _pair_and_size(batch, self.data_argument)
         loss, y_pred, y = self._forward_loss(x, y)
         if accumulate:
             self.backward(loss * size)
@@ -249,7 +257,7 @@ class Steps:
 
     def evaluate(self, batch: Any) -> StepResult:
         """Forward and loss without gradients on a ``(x, y)`` batch."""
-        x, y, size = _pair_and_size(batch)
+        x, y, size = _pair_and_size(batch, self.data_argument)
         loss, y_pred, y = self._forward_loss(x, y)
         return StepResult(loss, y_pred, y, size)
 
@@ -272,9 +280,20 @@ class Steps:
     def predict(self, x: Any) -> Any:
         """The network's output on inputs ``x`` (no gradients are tracked by the caller)."""
         x = to_device(x, self.device)
+        call: Callable[[Any], Any] = self._call_network
+        if self.check_next_inputs:
+            self.check_next_inputs = False
+            argument = self.data_argument
+
+            def call(inputs: Any) -> Any:
+                return call_checked(self._call_network, self.network, inputs, argument)
+
         if self.mixed:
             with self.autocast():
-                return call_network(self.network, x)
+                return call(x)
+        return call(x)
+
+    def _call_network(self, x: Any) -> Any:
         return call_network(self.network, x)
 
     def set_precision(self, precision: MixedPrecision) -> None:

@@ -11,6 +11,7 @@ The model itself knows nothing of directories: the experiment composes it with c
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -85,7 +86,12 @@ class ModelBundle(ExperimentResults):
                 f"`model` must be a trainwell.Model. Received: model of type {type(model).__name__}; "
                 "use ModelBundle.from_network for a bare nn.Module."
             )
-        self.directory = Path(directory)
+        self.directory = _directory_argument(directory)
+        if monitor_mode not in (None, "min", "max", "auto"):
+            raise ValueError(
+                f"`monitor_mode` must be 'min', 'max' or 'auto' (None: from the metric's name). "
+                f"Received: monitor_mode={monitor_mode!r}."
+            )
         self.model = model
         self.network = model.network
         self.logging = logging
@@ -385,6 +391,22 @@ class Experiment(ModelBundle):
     def __init__(self, directory: str | Path, network: nn.Module, **kwargs: Any) -> None:
         model, bundle_options = _model_from_network(network, **kwargs)
         super().__init__(directory, model, **bundle_options)
+
+
+def _directory_argument(directory: Any) -> Path:
+    """The experiment's directory as a Path: a path that is not a file (a new one is created when training)."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(
+            f"`directory` must be a path (str or os.PathLike) to the experiment's directory. "
+            f"Received: directory of type {type(directory).__name__}."
+        )
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise ValueError(
+            f"`directory` is a file, not a directory: {str(path)!r}. Pass a new or existing directory's path; "
+            "the file is left as it is."
+        )
+    return path
 
 
 def _shared_resume_point(directory: Path, checkpoints: Path) -> Any:

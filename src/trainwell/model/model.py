@@ -281,6 +281,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
                 batch_size=batch_size,
                 shuffle=False,
                 x_name="validation_data",
+                y_name="validation_data",
             )
         return self._fit(
             train, valid, epochs, steps_per_epoch, validation_steps, batches_per_step, initial_epoch,

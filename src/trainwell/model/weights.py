@@ -74,6 +74,8 @@ class WeightsAndDevices:
                 f"`device` must be a device name ('cpu', 'cuda', 'cuda:1'), a torch.device, a list of devices "
                 f"or 'all'. Received: device={device!r}."
             ) from error
+        if resolved.type == "cuda":
+            _check_cuda_device(device, resolved)
         self.device = resolved
         self.network.to(resolved)
         self._move_optimizer_state()
@@ -112,3 +114,17 @@ class WeightsAndDevices:
     def _pin_memory(self) -> bool:
         device = self._data_device()
         return device is not None and device.type == "cuda"
+
+
+def _check_cuda_device(device: Any, resolved: torch.device) -> None:
+    """A CUDA device that this machine has, or an error naming ``device`` (torch's would be an assertion)."""
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"`device` is {device!r}, but this machine has no CUDA device (torch.cuda.is_available() is False). "
+            "Pass device='cpu', or install a CUDA build of torch on a machine with an NVIDIA GPU."
+        )
+    count = torch.cuda.device_count()
+    if resolved.index is not None and resolved.index >= count:
+        raise ValueError(
+            f"`device` is {device!r}, but this machine has {count} CUDA device(s): 'cuda:0' to 'cuda:{count - 1}'."
+        )
