@@ -233,3 +233,30 @@ def test_an_experiment_directory_that_is_a_file_is_refused_and_left_alone(tmp_pa
     with pytest.raises(ValueError, match=r"`directory`.*is a file"):
         Experiment(path, _network(), task="classif")
     assert path.read_text() == "precious"
+
+
+def test_the_layer_that_failed_is_named():
+    network = nn.Sequential(nn.Linear(FEATURES, 8), nn.ReLU(), nn.Linear(16, CLASSES))  # 8 out, 16 in: broken
+    model = Model(network, "sgd", "cross_entropy")
+    with pytest.raises(
+        ValueError, match=r"`x`, a tensor of shape \(8, 4\).*failed in layer '2': Linear\(in_features=16"
+    ):
+        model.fit(_x(), _y(), epochs=1, verbose=False)
+
+
+def test_a_later_batch_error_is_the_networks_own():
+    # Only the first batch of a phase is translated: later, the data's form is known to fit.
+    class FailsLater(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear, self.calls = nn.Linear(FEATURES, CLASSES), 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("the network's own failure")
+            return self.linear(x)
+
+    model = Model(FailsLater(), "sgd", "cross_entropy", sanity_check=False)
+    with pytest.raises(RuntimeError, match="the network's own failure"):
+        model.fit(_x(), _y(), batch_size=4, epochs=1, verbose=False)

@@ -4,8 +4,8 @@ torch's own message ("mat1 and mat2 shapes cannot be multiplied (8x9 and 4x3)") 
 the network, not which argument of ``fit`` holds the data, nor what that data looks like. The first batch of
 each phase runs through :func:`call_checked`: a ``RuntimeError`` there becomes a ``ValueError`` (a
 ``TypeError`` for a dtype mismatch, and a ``TypeError`` stays one) that names the argument and the batch's
-shapes and dtypes, with the network's error kept as its cause. Later batches are not wrapped: by then the data's form is known to fit, and an
-error is the network's own.
+shapes and dtypes and the layer that failed, with the network's error kept as its cause. Later batches are
+not wrapped: by then the data's form is known to fit, and an error is the network's own.
 """
 
 from __future__ import annotations
@@ -43,10 +43,21 @@ def describe_inputs(x: Any) -> str:
     return f"{len(parts)} tensors: " + "; ".join(parts)
 
 
-def _first_layer(network: Any) -> str:
+def _failing_layer(error: BaseException, network: Any) -> str:
+    """Which layer raised: the innermost module's ``forward`` in the traceback, else the first layer."""
+    names = {id(module): name for name, module in getattr(network, "named_modules", lambda: [])()}
+    failed = None
+    trace = error.__traceback__
+    while trace is not None:
+        owner = trace.tb_frame.f_locals.get("self")
+        if isinstance(owner, torch.nn.Module) and id(owner) in names:
+            failed = owner
+        trace = trace.tb_next
+    if failed is not None and failed is not network:
+        return f" It failed in layer {names[id(failed)]!r}: {failed}."
     for module in getattr(network, "modules", lambda: [])():
         if not list(module.children()):
-            return f" Its first layer is {module}."
+            return f" The network's first layer is {module}."
     return ""
 
 
@@ -68,5 +79,5 @@ def call_checked(call: Callable[[Any], Any], network: Any, x: Any, argument: str
         )
         raise kind(
             f"The network cannot take the first batch of `{argument}`, {describe_inputs(x)}: {message}. "
-            f"{fix}{_first_layer(network)}"
+            f"{fix}{_failing_layer(error, network)}"
         ) from error
