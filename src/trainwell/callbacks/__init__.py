@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         OptimizerCheckpoint,
         RandomStatesCheckpoint,
         StateCheckpoint,
+        load_random_states,
+        save_random_states,
     )
     from trainwell.callbacks.clip import ClipNorm, ClipValue
     from trainwell.callbacks.color_progress import ColorProgress, EmptyStringAttrClass
@@ -134,6 +136,8 @@ _LAZY = {
     "PolynomialLR": "trainwell.callbacks.lr_scheduler",
     "ProgressBar": "trainwell.callbacks.progress_bar",
     "RandomStatesCheckpoint": "trainwell.callbacks.checkpoint",
+    "load_random_states": "trainwell.callbacks.checkpoint",
+    "save_random_states": "trainwell.callbacks.checkpoint",
     "ReduceLROnPlateau": "trainwell.callbacks.lr_scheduler",
     "SequentialLR": "trainwell.callbacks.lr_scheduler",
     "StateCheckpoint": "trainwell.callbacks.checkpoint",
@@ -221,6 +225,8 @@ __all__ = [
     "linspace",
     "one_cycle_phases",
     "sgdr_phases",
+    "load_random_states",
+    "save_random_states",
 ]
 
 
