@@ -223,10 +223,10 @@ class Runner:
 
     def _report_run(self, logs: dict[str, Any]) -> None:
         """The run reporters get the last epoch's values: training, then validation."""
+        stages = [(Stage.TRAIN, "")] + ([(Stage.VALIDATION, "val_")] if self.validator is not None else [])
         for reporter in self.run_reporters:
-            for metric in reporter.metrics:
-                reporter.add_report(Stage.TRAIN, metric.name, logs[metric.name])
-                if self.validator is not None:
-                    reporter.add_report(Stage.VALIDATION, metric.name, logs[f"val_{metric.name}"])
+            for stage, prefix in stages:
+                for metric in reporter.metrics:
+                    reporter.add_report(stage, metric.name, logs[prefix + metric.name])
             reporter.report()
             reporter.flush()
