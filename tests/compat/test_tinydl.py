@@ -12,7 +12,6 @@ import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from trainwell.compat.tinydl.Hyperparameter import Hyperparameter  # the README's path
 
 from tests.compat.conftest import digits_loaders, digits_sets, mlp
 from tests.compat.tensorboard_files import hparams_entry, scalars
@@ -69,6 +68,8 @@ class CountingLoader(DataLoader):
 
 
 def test_the_readme_hyperparameter_example_prints_what_the_readme_shows(capsys):
+    from trainwell.compat.tinydl.Hyperparameter import Hyperparameter  # the README's path
+
     hparam = {"batchsize": [128, 256], "lr": [2e-3, 2e-4]}
     hyperparameter = Hyperparameter(hparam)
     for experiment in hyperparameter.get_experiments():
@@ -134,6 +135,8 @@ def test_the_readme_trainer_validator_and_runner_write_one_tensorboard_run():
 
 def test_the_showcase_grid_gives_each_point_its_run_and_hparams_entry():
     # example_alexnet_mnist.py's loop, on the digits with a small network.
+    from trainwell.compat.tinydl.hyperparameter import Hyperparameter  # the example's path
+
     train_ds, validation_ds, _ = digits_sets(train=400, valid=100)
     hparam = {"batchsize": [100, 200], "lr": [2e-3]}
     hyperparameter = Hyperparameter(hparam)
