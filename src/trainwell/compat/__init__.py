@@ -1,5 +1,6 @@
-"""Dialects of other training libraries (tinydl, fitloop) as thin adapters over trainwell's own ``Model``.
+"""Dialects of other training libraries, tinydl and fitloop, as thin adapters over trainwell's ``Model``.
 
-Empty for now: a dialect gets a subpackage here named after the library it speaks for, built on the
-public API only (no second loop).
+Each dialect is a subpackage named after the library it speaks for (:mod:`trainwell.compat.tinydl`,
+:mod:`trainwell.compat.fitloop`), built on the public API: the training is trainwell's one loop, with
+what it adds (progress display, no per-batch host sync, safe storage). docs/dialects.md is the guide.
 """
