@@ -1,5 +1,5 @@
-"""Bridges to other libraries (Hugging Face transformers, wandb...), each imported only when used.
+"""Bridges to other libraries, each imported only when used: ``trainwell.integrations.transformers``.
 
-Empty for now: an integration gets a module here, its library goes in an extra of ``pyproject.toml``, and
-nothing here is imported by ``import trainwell``.
+Nothing is imported here, so ``import trainwell`` never loads an optional library; import the module of
+the library you use, e.g. ``from trainwell.integrations.transformers import ModelWrapper``.
 """
