@@ -65,7 +65,7 @@ def test_bad_in_memory_data_is_rejected_with_the_reason(x, y, match):
 
 
 def test_non_tensor_leaves_are_rejected():
-    with pytest.raises(TypeError, match="tensors or NumPy arrays.*Received an element of type str"):
+    with pytest.raises(TypeError, match="must hold tensors or NumPy arrays.*Received: an element of type str"):
         flatten(("a", torch.zeros(1)))
 
 

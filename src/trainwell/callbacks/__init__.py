@@ -223,10 +223,10 @@ __all__ = [
     "_get_git_commit",
     "cosinespace",
     "linspace",
-    "one_cycle_phases",
-    "sgdr_phases",
     "load_random_states",
+    "one_cycle_phases",
     "save_random_states",
+    "sgdr_phases",
 ]
 
 

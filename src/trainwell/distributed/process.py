@@ -10,6 +10,7 @@ as a single process would (rank 0 of 1) and costs nothing.
 
 from __future__ import annotations
 
+import atexit
 import os
 from datetime import timedelta
 from typing import Any
@@ -140,7 +141,16 @@ def setup(device: Any = None, network: nn.Module | None = None, *, timeout: time
         if backend == "nccl" and where is not None:
             options["device_id"] = where  # binds the communicator to this GPU at once
         dist.init_process_group(**options)
+        # The group trainwell made is trainwell's to close. Left to the interpreter's shutdown, gloo's
+        # threads can be torn down unjoined: "terminate called without an active exception", SIGABRT, and
+        # torchrun then stops the other ranks (seen on CI, and in tests/integration/test_distributed.py).
+        atexit.register(_close_own_group)
     return resolved if resolved is not None else device
+
+
+def _close_own_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _device_ids() -> dict[str, Any]:

@@ -11,7 +11,6 @@ The model itself knows nothing of directories: the experiment composes it with c
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from trainwell.experiment.checkpoints import FiniteGuard, RunCheckpointer, find_
 from trainwell.experiment.files import (
     check_same_configuration,
     configuration,
+    directory_argument,
     interrupt_handlers,
     make_tensorboard_logger,
     write_plots,
@@ -86,7 +86,7 @@ class ModelBundle(ExperimentResults):
                 f"`model` must be a trainwell.Model. Received: model of type {type(model).__name__}; "
                 "use ModelBundle.from_network for a bare nn.Module."
             )
-        self.directory = _directory_argument(directory)
+        self.directory = directory_argument(directory)
         if monitor_mode not in (None, "min", "max", "auto"):
             raise ValueError(
                 f"`monitor_mode` must be 'min', 'max' or 'auto' (None: from the metric's name). "
@@ -391,22 +391,6 @@ class Experiment(ModelBundle):
     def __init__(self, directory: str | Path, network: nn.Module, **kwargs: Any) -> None:
         model, bundle_options = _model_from_network(network, **kwargs)
         super().__init__(directory, model, **bundle_options)
-
-
-def _directory_argument(directory: Any) -> Path:
-    """The experiment's directory as a Path: a path that is not a file (a new one is created when training)."""
-    if not isinstance(directory, (str, os.PathLike)):
-        raise TypeError(
-            f"`directory` must be a path (str or os.PathLike) to the experiment's directory. "
-            f"Received: directory of type {type(directory).__name__}."
-        )
-    path = Path(directory)
-    if path.exists() and not path.is_dir():
-        raise ValueError(
-            f"`directory` is a file, not a directory: {str(path)!r}. Pass a new or existing directory's path; "
-            "the file is left as it is."
-        )
-    return path
 
 
 def _shared_resume_point(directory: Path, checkpoints: Path) -> Any:

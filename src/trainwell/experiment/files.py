@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from trainwell.storage.files import atomic_write
 __all__ = [
     "check_same_configuration",
     "configuration",
+    "directory_argument",
     "interrupt_handlers",
     "make_tensorboard_logger",
     "write_plots",
@@ -250,3 +252,19 @@ def write_test_log(path: Path, logs: Mapping[str, Any], epoch_stats: Any) -> Non
     header = "\t".join(row)
     values = "\t".join(str(value) for value in row.values())
     atomic_write(path, f"{header}\n{values}\n".encode())
+
+
+def directory_argument(directory: Any) -> Path:
+    """The experiment's directory as a Path: a path that is not a file (a new one is created when training)."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(
+            f"`directory` must be a path (str or os.PathLike) to the experiment's directory. "
+            f"Received: directory of type {type(directory).__name__}."
+        )
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise ValueError(
+            f"`directory` is a file, not a directory: {str(path)!r}. Pass a new or existing directory's path; "
+            "the file is left as it is."
+        )
+    return path
