@@ -18,8 +18,8 @@ import torch
 
 from trainwell.callbacks.best_model_restore import BestModelRestore
 from trainwell.callbacks.lr_scheduler_base import SchedulerCallback
-from trainwell.engine.rng import capture_rng, restore_rng
 from trainwell.storage.files import save_tensors
+from trainwell.utils.rng import capture_rng, restore_rng
 
 __all__ = ["BestWeights", "GivenScheduler", "Snapshot"]
 

@@ -202,7 +202,15 @@ def _draw(metric: str, series: Mapping[str, list[float]], stage: str, path: str 
         {"epoch": index + 1, **{keys[name]: values[index] for name, values in series.items() if index < len(values)}}
         for index in range(length)
     ]
-    axes = plot_metric(history, metric)
+    import matplotlib.pyplot as plt
+
+    _, axes = plt.subplots()  # a figure of its own: plot_metric alone draws on the current axes (Poutyne's)
+    plot_metric(history, metric, ax=axes)
+    # fitloop names the lines by phase; plot_metric (Poutyne's) names them by logged key.
+    names = {metric: "train", f"val_{metric}": "validation"}
+    for line in axes.get_lines():
+        line.set_label(names.get(line.get_label(), line.get_label()))
+    axes.legend()
     axes.set_xlabel("batch" if stage == "batch_step" else "epoch")
     figure = axes.figure
     if path is not None:

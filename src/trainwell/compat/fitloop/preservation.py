@@ -17,8 +17,8 @@ import torch
 from trainwell.callbacks.lr_scheduler_base import decode_state, encode_state
 from trainwell.compat.fitloop.callbacks import BestWeights
 from trainwell.compat.fitloop.metrics import FitLoopMetrics
-from trainwell.engine.rng import capture_rng, restore_rng
 from trainwell.storage.files import PathOrFile, load_state, load_tensors, save_state, save_tensors
+from trainwell.utils.rng import capture_rng, restore_rng
 
 __all__ = ["STATE_FORMAT", "Preservation"]
 

@@ -157,10 +157,10 @@ class ReportingCallback(Callback):
         self._report(self.batch["train"], Stage.TRAIN, logs, "")
 
     def on_valid_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._report(self.batch["valid"], Stage.VALIDATION, logs, "")
+        self._report(self.batch["valid"], Stage.VALIDATION, logs, "val_")  # Poutyne's batch keys
 
     def on_test_batch_end(self, batch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        self._report(self.batch["test"], self.test_stage, logs, "")
+        self._report(self.batch["test"], self.test_stage, logs, "test_")
 
     def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
         self._report(self.epoch["train"], Stage.TRAIN, logs, "")
