@@ -204,15 +204,15 @@ def _draw(metric: str, series: Mapping[str, list[float]], stage: str, path: str 
     ]
     import matplotlib.pyplot as plt
 
-    _, axes = plt.subplots()  # a figure of its own: plot_metric alone draws on the current axes (Poutyne's)
+    figure, axes = plt.subplots()  # a figure of its own: plot_metric draws on the current axes (Poutyne's)
     plot_metric(history, metric, ax=axes)
     # fitloop names the lines by phase; plot_metric (Poutyne's) names them by logged key.
     names = {metric: "train", f"val_{metric}": "validation"}
     for line in axes.get_lines():
-        line.set_label(names.get(line.get_label(), line.get_label()))
+        label = str(line.get_label())
+        line.set_label(names.get(label, label))
     axes.legend()
     axes.set_xlabel("batch" if stage == "batch_step" else "epoch")
-    figure = axes.figure
     if path is not None:
         figure.savefig(os.fspath(path))
     return figure
