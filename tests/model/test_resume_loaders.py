@@ -1,6 +1,7 @@
 """A user's own DataLoader resumes mid-epoch without fetching the samples already done, and ends bit for bit
 like the uninterrupted run: shuffled or not, with its own generator, through a Subset, with worker
-processes running random augmentations, and across an epoch boundary."""
+processes running random augmentations (persistent or not), with pinned memory, a DistributedSampler or a
+BatchSampler of its own, and across an epoch boundary."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    Subset,
+    TensorDataset,
+)
 
 from tests.model.test_training_state import Snapshot
 from trainwell import Model, set_seeds
@@ -18,6 +27,16 @@ EPOCHS = 3
 _GENERATOR = torch.Generator().manual_seed(8)
 _X = torch.randn(96, 6, generator=_GENERATOR)
 _Y = (_X[:, 0] > 0).long() + (_X[:, 1] > 0.5).long()
+
+
+class _Indexable(Dataset):
+    """What a sampler needs of a dataset: its length (the samples come from AugmentingDataset)."""
+
+    def __len__(self):
+        return len(_X)
+
+    def __getitem__(self, index):
+        return index
 
 
 class AugmentingDataset(Dataset):
@@ -58,6 +77,14 @@ LOADERS = {
     "two workers": lambda log: DataLoader(AugmentingDataset(log), batch_size=8, shuffle=True, num_workers=2),
     "persistent workers": lambda log: DataLoader(
         AugmentingDataset(log), batch_size=8, shuffle=True, num_workers=2, persistent_workers=True
+    ),
+    "pinned memory": lambda log: DataLoader(AugmentingDataset(log), batch_size=8, shuffle=True, pin_memory=True),
+    # A DistributedSampler outside torchrun (one replica): it shuffles by its own seed and epoch.
+    "distributed sampler": lambda log: DataLoader(
+        AugmentingDataset(log), batch_size=8, sampler=DistributedSampler(_Indexable(), num_replicas=1, rank=0, seed=4)
+    ),
+    "batch sampler": lambda log: DataLoader(
+        AugmentingDataset(log), batch_sampler=BatchSampler(RandomSampler(range(len(_X))), batch_size=8, drop_last=False)
     ),
 }
 
