@@ -5,6 +5,8 @@ BatchSampler of its own, and across an epoch boundary."""
 
 from __future__ import annotations
 
+import gc
+import time
 from pathlib import Path
 
 import pytest
@@ -89,14 +91,32 @@ LOADERS = {
 }
 
 
+def _wait_until_quiet(log: Path, quiet: float = 0.5, limit: float = 20.0) -> None:
+    """Returns once ``log`` has not grown for ``quiet`` seconds (or after ``limit``)."""
+    deadline, size, since = time.monotonic() + limit, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = log.stat().st_size if log.exists() else 0
+        if now != size:
+            size, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.05)
+
+
 def _run(make_loader, log: Path, stop_at=None):
     model = _model()
     callbacks = [Snapshot(*stop_at)] if stop_at else []
+    first = make_loader(log)
     try:
-        model.fit_generator(make_loader(log), epochs=EPOCHS, verbose=False, callbacks=callbacks)
+        model.fit_generator(first, epochs=EPOCHS, verbose=False, callbacks=callbacks)
         return model, None
     except KeyboardInterrupt:
         snapshot = callbacks[0].snapshot
+    # The interrupted run's worker processes may still be finishing the batches they prefetched (a process
+    # that dies takes its workers with it; this one lives on): let them go quiet before counting afresh.
+    del first
+    gc.collect()
+    _wait_until_quiet(log)
     log.unlink(missing_ok=True)
     model = _model()  # a new process: fresh objects, other random states
     torch.rand(5)

@@ -93,7 +93,11 @@ def _direction_from_name(name: str) -> str | None:
 
 def _direction_from_model(name: str, model: Any) -> str | None:
     key = _strip_phase(name)
-    for metric in [*(getattr(model, "batch_metrics", None) or []), *(getattr(model, "epoch_metrics", None) or [])]:
+    # A Model's tracked epoch metrics carry the names and directions (its epoch_metrics are the user's objects).
+    epoch = getattr(model, "_epoch_metrics", None)
+    if epoch is None:
+        epoch = getattr(model, "epoch_metrics", None)
+    for metric in [*(getattr(model, "batch_metrics", None) or []), *(epoch or [])]:
         higher = direction_of(metric, key)
         if higher is not None:
             return "max" if higher else "min"

@@ -132,7 +132,7 @@ class _Saved:
                     buffer.copy_(saved)
         for parameter, grad in self.grads.values():
             parameter.grad = grad
-        for epoch_metric in model.epoch_metrics:
+        for epoch_metric in model._epoch_metrics:
             epoch_metric.reset()  # every phase starts from a reset; no partial sums linger
         for item in dataclasses.fields(self.loop_state):
             setattr(model._loop.state, item.name, getattr(self.loop_state, item.name))

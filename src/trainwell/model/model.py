@@ -33,6 +33,7 @@ from trainwell.engine.precision import MixedPrecision
 from trainwell.engine.step_context import EPOCH_FUNCTION_NAMES, StepContext
 from trainwell.engine.steps import StepFunction, Steps
 from trainwell.losses import resolve_loss
+from trainwell.metrics.adapters import EpochMetricAdapter
 from trainwell.metrics.resolve import check_unique_names, resolve_batch_metrics, resolve_epoch_metrics
 from trainwell.model import lazy_layers
 from trainwell.model.inference import EvaluateAndPredict
@@ -122,14 +123,15 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
             )
         self.loss_function = None if loss_function is None else resolve_loss(loss_function)
         self.batch_metrics = resolve_batch_metrics(batch_metrics, "batch_metrics")
-        self.epoch_metrics = resolve_epoch_metrics(epoch_metrics, "epoch_metrics")
-        check_unique_names(self.batch_metrics, self.epoch_metrics)
+        # What the loop tracks: every epoch metric behind one interface (a Poutyne Metric in an adapter).
+        self._epoch_metrics = resolve_epoch_metrics(epoch_metrics, "epoch_metrics")
+        check_unique_names(self.batch_metrics, self._epoch_metrics)
         self.stop_training = False
         self.device: torch.device | None = None
         self._steps = Steps(network, self.optimizer, self.loss_function, None)
         self._steps.set_precision(MixedPrecision(precision))
         self._steps.context = StepContext(self, self._steps)
-        self._loop = Loop(self._steps, self.batch_metrics, self.epoch_metrics, self)
+        self._loop = Loop(self._steps, self.batch_metrics, self._epoch_metrics, self)
         self._set_custom_steps(train_step, evaluate_step, epoch_functions)
         self._compile_options = compile_options(compile)
         self._sanity_batches = sanity.check_sanity_option(sanity_check)
@@ -195,7 +197,16 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
     @property
     def epoch_metrics_names(self) -> list[str]:
         """The log keys of the epoch metrics."""
-        return [name for metric in self.epoch_metrics for name in metric.names]
+        return [name for metric in self._epoch_metrics for name in metric.names]
+
+    @property
+    def epoch_metrics(self) -> list[Any]:
+        """The epoch metrics as given (Poutyne's attribute).
+
+        A Poutyne ``Metric`` (``FBeta``, ``SKLearnMetrics``, your own) is the object itself, as in Poutyne; a
+        function or a name is the trainwell metric that averages it.
+        """
+        return [metric.metric if isinstance(metric, EpochMetricAdapter) else metric for metric in self._epoch_metrics]
 
     @property
     def state(self) -> LoopState:

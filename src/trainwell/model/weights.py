@@ -21,7 +21,7 @@ class WeightsAndDevices:
     optimizer: torch.optim.Optimizer | None
     device: torch.device | None
     batch_metrics: list[Any]
-    epoch_metrics: list[Any]
+    _epoch_metrics: list[Any]
     _steps: Any
     _data_device: Any
 
@@ -79,7 +79,7 @@ class WeightsAndDevices:
         self.device = resolved
         self.network.to(resolved)
         self._move_optimizer_state()
-        for metric in [*self.batch_metrics, *self.epoch_metrics]:
+        for metric in [*self.batch_metrics, *self._epoch_metrics]:
             metric.to(resolved)
         return self
 
