@@ -435,3 +435,15 @@ def test_packed_sequences_are_one_input():
     history = model.fit_generator([(packed, torch.zeros(3, 4))] * 2, epochs=1, verbose=False)
     assert history[0]["loss"] >= 0
     assert model.predict_on_batch(packed).shape == (3, 4)
+
+
+def test_epoch_metrics_are_the_objects_given_and_the_names_are_tracked():
+    # Poutyne's attribute: the user's metric objects (a name or function becomes an averaging metric).
+    from trainwell import F1
+
+    f1 = F1()
+    model = Model(nn.Linear(4, 3), "sgd", "cross_entropy", epoch_metrics=[f1, "acc"])
+    assert model.epoch_metrics[0] is f1 and isinstance(model.epoch_metrics[0], F1)
+    assert model.epoch_metrics_names == ["fscore_macro", "acc"]
+    history = model.fit(torch.randn(16, 4), torch.randint(3, (16,)), batch_size=8, epochs=1, verbose=False)
+    assert {"fscore_macro", "acc"} <= history[0].keys()
