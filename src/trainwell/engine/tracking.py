@@ -148,6 +148,7 @@ class MetricTracker:
         self._numel_total = 0
         # The last batch's raw values: what stateful metrics show while the phase runs.
         self._last: list[torch.Tensor] | None = None
+        self._marked = False  # this phase's stateful metrics are in _UPDATED (done at its first batch)
         self._set_kinds(False)
 
     FOLD_EVERY = 64
@@ -211,6 +212,7 @@ class MetricTracker:
         self.outputs, self.output_sizes = [], []
         self.extra_names = ()
         self._last = None
+        self._marked = False
         self._set_names()
         self._set_kinds(targets_valid)
         for metric in [*self._states, *self.epoch_metrics]:
@@ -266,8 +268,9 @@ class MetricTracker:
             self._pending, self._pending_sizes, self._pending_numels = [], [], []
         for epoch_metric in self.epoch_metrics:
             epoch_metric.update(y_pred, y_true)
-            _UPDATED.add(epoch_metric)
-        _UPDATED.update(self._states)
+        if not self._marked:  # once per phase, not per batch
+            _UPDATED.update([*self.epoch_metrics, *self._states])
+            self._marked = True
         self.count += size
         self._last = values
         return values
@@ -371,6 +374,7 @@ class MetricTracker:
         for metric in [*self._states, *self.epoch_metrics]:
             metric.reset()  # Poutyne's order: compute, then reset, at the phase's end
             _UPDATED.discard(metric)
+        self._marked = False
         return _expand(names, values)
 
     def state_dict(self) -> dict[str, Any]:
