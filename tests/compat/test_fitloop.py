@@ -228,7 +228,7 @@ def test_validation_never_clears_the_gradients():
     optimizer = RecordingSGD(model, lr=0.1)
     trainer = FitLoop(model, optimizer, nn.CrossEntropyLoss(), train_dl, valid_dl, device="cpu", sanity_check=False)
     trainer.fit(epochs=2, no_print=True)
-    # One clear before each training step, none in validation (fitloop cleared before every batch, in eval too).
+    # One clear per training step (after it), none in validation (fitloop cleared before every batch, in eval too).
     assert optimizer.modes == [True] * (2 * len(train_dl))
 
 

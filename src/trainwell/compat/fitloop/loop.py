@@ -11,6 +11,7 @@ safetensors (atomic, no pickle). See docs/dialects.md.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import uuid
@@ -28,6 +29,7 @@ from trainwell.callbacks.progress import EpochProgressionCallback
 from trainwell.compat.fitloop.callbacks import BestWeights, GivenScheduler
 from trainwell.compat.fitloop.checkups import Checkups
 from trainwell.compat.fitloop.defaults import FitLoopDefaults
+from trainwell.compat.fitloop.in_directory import fit_in_directory
 from trainwell.compat.fitloop.metrics import FitLoopMetrics, PhaseMetrics
 from trainwell.compat.fitloop.preservation import Preservation
 from trainwell.compat.fitloop.state import LoopState, keep_step_output
@@ -80,6 +82,8 @@ class FitLoop(Checkups, Preservation):
         lr_scheduler_step: ``'epoch'`` or ``'step'``.
         sanity_check: trainwell's check before each ``fit`` (2 validation and 2 training batches, then
             everything put back); False turns it off.
+        experiment_dir: a directory where each ``fit`` is checkpointed as an Experiment's run (every epoch,
+            and on SIGINT/SIGTERM); running the script again resumes it exactly (``M`` included).
     """
 
     def __init__(
@@ -114,6 +118,7 @@ class FitLoop(Checkups, Preservation):
         *,
         lr_scheduler_step: str = "epoch",
         sanity_check: bool = True,
+        experiment_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"`model` must be a torch.nn.Module. Received: model of type {type(model).__name__}.")
@@ -131,10 +136,8 @@ class FitLoop(Checkups, Preservation):
             train_epoch_start, valid_epoch_start, test_epoch_start,
         )  # fmt: skip
         self.train_epoch_end, self.valid_epoch_end, self.test_epoch_end = (
-            train_epoch_end,
-            valid_epoch_end,
-            test_epoch_end,
-        )
+            train_epoch_end, valid_epoch_end, test_epoch_end,
+        )  # fmt: skip
         self.preloop, self.postloop = preloop, postloop
         self.lr_scheduler = lr_scheduler
         self.lr_scheduler_step = check_step_every(lr_scheduler_step)
@@ -151,12 +154,13 @@ class FitLoop(Checkups, Preservation):
         self.pretrained_model_name = pretrained_model_name or f"pretrained_{tag}.safetensors"
         self.best_model_name = best_model_name or f"best_{tag}.safetensors"
         self.sanity_check = sanity_check
+        self.experiment_dir = experiment_dir
         self.epoch_num = 0
         self.metrics = FitLoopMetrics()
         self.time_profile: list[dict[str, Any]] = []
         self._best: BestWeights | None = None
         self._run: _Run | None = None
-        self._initial_optimizer_states = [_copy_state(optimizer.state_dict()) for optimizer in self._optimizers()]
+        self._initial_optimizer_states = [copy.deepcopy(optimizer.state_dict()) for optimizer in self._optimizers()]
         self.model = model  # casts it and keeps the pretrained weights
 
     def __repr__(self) -> str:
@@ -228,12 +232,15 @@ class FitLoop(Checkups, Preservation):
         run = self._current()
         if self.train_step is None:
             raise AttributeError("`train_step` is not set: give FitLoop a train_step function.")
-        if not run.define_all:  # before training steps only: validation never touches the gradients
-            for optimizer in self._optimizers():
-                optimizer.zero_grad(set_to_none=True)
         state = run.states["train"]
         state.begin_batch(context, batch)
-        return keep_step_output(self.train_step(state), "train")
+        output = keep_step_output(self.train_step(state), "train")
+        # Cleared after each training step (so the next starts clean, and a checkpoint between batches holds
+        # no stale gradients); validation never touches them.
+        if not run.define_all:
+            for optimizer in self._optimizers():
+                optimizer.zero_grad(set_to_none=True)
+        return output
 
     def _evaluate_batch(self, context: Any, batch: Any) -> dict[str, Any] | None:
         run = self._current()
@@ -365,23 +372,22 @@ class FitLoop(Checkups, Preservation):
             self.metrics.start_run(is_test=False)
         if self.preloop is not None:
             self.preloop({"floop": self, "epochs": epochs, "loaders": loaders, "model": model})
+        valid = valid_dl if validate else None
+        options = {"steps_per_epoch": steps, "validation_steps": steps if validate else None, "verbose": verbose}
         try:
-            history = model.fit_generator(
-                train_dl,
-                valid_dl if validate else None,
-                epochs=first + epochs - 1,
-                initial_epoch=first,
-                steps_per_epoch=steps,
-                validation_steps=steps if validate else None,
-                callbacks=every,
-                verbose=verbose,
-            )
+            if record and self.experiment_dir is not None:  # checkpointed there; sets epoch_num
+                history = fit_in_directory(
+                    self, model, train_dl, valid, epochs=first + epochs - 1, callbacks=every, monitor=monitor, **options
+                )
+            else:
+                history = model.fit_generator(
+                    train_dl, valid, epochs=first + epochs - 1, initial_epoch=first, callbacks=every, **options
+                )
+                self.epoch_num += len(history) if record else 0
         finally:
             if record:
                 self.metrics.complete_run(is_test=False)
             self._run = None
-        if record:
-            self.epoch_num += len(history)
         if self.postloop is not None:
             self.postloop({"floop": self, "epochs": epochs, "loaders": loaders, "model": model, "history": history})
         if best is not None and load_best and best.best_weights is not None and self.configure_optimizer is not None:
@@ -474,12 +480,6 @@ class FitLoop(Checkups, Preservation):
         options = {"define_all": False, "no_cast": no_cast, "no_float": no_float, "track_batch_metrics": True}
         loader = test_dl if test_dl is not None else self.test_dl
         return self._test(loader, record=True, steps=None, no_print=no_print, options=options)
-
-
-def _copy_state(state: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(state)
 
 
 def _is_number(value: Any) -> bool:

@@ -144,6 +144,35 @@ class FitLoopMetrics:
             phase.clear()
         self.train_runs = self.test_runs = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """Every recorded value, storable in a checkpoint (a finished run's array becomes a tagged list)."""
+
+        def runs_state(runs: list[Any]) -> list[Any]:
+            return [{"array": run.tolist()} if isinstance(run, np.ndarray) else list(run) for run in runs]
+
+        phases = {
+            phase.name: {
+                "stages": list(phase.stages),
+                "runs": phase.runs,
+                **{stage: {name: runs_state(runs) for name, runs in getattr(phase, stage).items()} for stage in STAGES},
+            }
+            for phase in (self.train, self.valid, self.test)
+        }
+        return {"phases": phases, "train_runs": self.train_runs, "test_runs": self.test_runs}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Puts back what :meth:`state_dict` returned."""
+
+        def runs_of(runs: list[Any]) -> list[Any]:
+            return [np.array(run["array"], dtype=float) if isinstance(run, dict) else list(run) for run in runs]
+
+        for phase in (self.train, self.valid, self.test):
+            saved = state["phases"][phase.name]
+            phase.stages, phase.runs = list(saved["stages"]), int(saved["runs"])
+            for stage in STAGES:
+                setattr(phase, stage, {name: runs_of(runs) for name, runs in saved[stage].items()})
+        self.train_runs, self.test_runs = int(state["train_runs"]), int(state["test_runs"])
+
     def plot(self, metric: str, run_number: int | str | None = None, path: str | os.PathLike[str] | None = None) -> Any:
         """Draws ``metric`` for training and validation against the epochs (or batches, for a batch value).
 

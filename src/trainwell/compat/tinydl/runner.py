@@ -13,12 +13,14 @@ there is no loop here. The reporters get their values from trainwell's logs (see
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
 from trainwell.compat.tinydl.bridge import ReportingCallback, build_model, default_device, metrics_of, reporter_list
+from trainwell.compat.tinydl.in_directory import reporters_directory, run_in_directory
 from trainwell.compat.tinydl.reporter import Reporter, share_run_directory
 from trainwell.compat.tinydl.stage import Stage
 from trainwell.model import Model
@@ -142,6 +144,8 @@ class Runner:
             ``TensorboardHparamReporter`` writes the run's HParams entry).
         device: where to run (default: the GPU when there is one).
         verbose: show trainwell's progress display.
+        experiment_dir: a directory where the run is checkpointed as an Experiment's (every epoch, and on
+            SIGINT/SIGTERM); running the script again resumes it exactly, history included.
 
     Attributes:
         history: the epoch logs of every :meth:`run` so far (trainwell's: ``loss``, the metrics, ``val_*``).
@@ -157,6 +161,7 @@ class Runner:
         *,
         device: Any = None,
         verbose: bool = True,
+        experiment_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(trainer, Trainer):
             raise TypeError(f"`trainer` must be a Trainer. Received: trainer of type {type(trainer).__name__}.")
@@ -168,6 +173,7 @@ class Runner:
         self.validator = validator
         self.run_reporters = reporter_list(run_reporters, "run_reporters")
         self.verbose = verbose
+        self.experiment_dir = experiment_dir
         self.history: list[dict[str, Any]] = []
         self.trainwell_model: Model | None = None
 
@@ -190,6 +196,8 @@ class Runner:
         valid_batch = validator.batch_reporters if validator is not None else []
         valid_epoch = validator.epoch_reporters if validator is not None else []
         every = [*trainer.batch_reporters, *trainer.epoch_reporters, *valid_batch, *valid_epoch, *self.run_reporters]
+        if self.experiment_dir is not None:
+            reporters_directory(self.experiment_dir, every)
         share_run_directory(every)  # one TensorBoard run for the whole run: scalars and HParams together
         phases = ["train", "valid"] if validator is not None else ["train"]
         model = build_model(
@@ -208,17 +216,23 @@ class Runner:
             {"train": trainer.epoch_reporters, "valid": valid_epoch},
         )
         first = len(self.history) + 1
-        history = model.fit_generator(
-            trainer.loader,
-            validator.loader if validator is not None else None,
-            epochs=first + num_epochs - 1,
-            initial_epoch=first,
-            callbacks=[callback],
-            verbose=self.verbose,
-        )
-        self.history.extend(history)
-        trainer.epochs_done += len(history)
-        self._report_run(history[-1])
+        valid_loader = validator.loader if validator is not None else None
+        if self.experiment_dir is not None:  # checkpointed there; keeps history and epochs_done
+            history = run_in_directory(
+                self, model, trainer.loader, valid_loader, epochs=first + num_epochs - 1, callbacks=[callback]
+            )
+        else:
+            history = model.fit_generator(
+                trainer.loader,
+                valid_loader,
+                epochs=first + num_epochs - 1,
+                initial_epoch=first,
+                callbacks=[callback],
+                verbose=self.verbose,
+            )
+            self.history.extend(history)
+            trainer.epochs_done += len(history)
+        self._report_run(self.history[-1])
         return history
 
     def _report_run(self, logs: dict[str, Any]) -> None:
