@@ -22,6 +22,8 @@ ENVIRONMENT = {
     **os.environ,
     "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
     "OMP_NUM_THREADS": "1",  # torchrun's default too: two processes on two cores
+    # A worker that aborts prints the Python stacks of its threads: where the intermittent abort below hits.
+    "PYTHONFAULTHANDLER": "1",
 }
 
 
@@ -83,7 +85,10 @@ def _finish_retrying_abort(start, timeout=150):
     process = start()
     out, err = process.communicate(timeout=timeout)
     if process.returncode != 0 and _ABORT in err:
-        warnings.warn(f"a torchrun worker aborted ({_ABORT}); the run was started again", stacklevel=2)
+        warnings.warn(
+            f"a torchrun worker aborted ({_ABORT}); the run was started again. What it said:\n{_failure(err)}",
+            stacklevel=2,
+        )
         return _finish(start(), timeout)
     assert process.returncode == 0, _failure(err)
     return out
@@ -235,8 +240,11 @@ def test_the_experiment_directory_is_written_once_by_rank_0(experiment):
 def test_a_killed_run_resumed_under_torchrun_ends_like_the_uninterrupted_one(tmp_path, experiment):
     try:
         _kill_and_resume(tmp_path / "first", experiment)
-    except _AbortedError:
-        warnings.warn(f"a torchrun worker aborted ({_ABORT}); the scenario was run again", stacklevel=1)
+    except _AbortedError as aborted:
+        warnings.warn(
+            f"a torchrun worker aborted ({_ABORT}); the scenario was run again. What it said:\n{aborted}",
+            stacklevel=1,
+        )
         _kill_and_resume(tmp_path / "again", experiment)
 
 
@@ -257,7 +265,7 @@ def _kill_and_resume(directory, experiment):
     resumed = _two_processes("experiment", directory)
     out, err = resumed.communicate(timeout=150)
     if resumed.returncode != 0 and _ABORT in err:
-        raise _AbortedError
+        raise _AbortedError(_failure(err))
     assert resumed.returncode == 0, _failure(err)
     resumed_from = [call["resumed_from"] for call in json.loads((directory / "run.json").read_text())["trainings"]]
     assert resumed_from == [None, "step_000000009"]
