@@ -10,6 +10,7 @@ iterable of batches such as a DataLoader (``train``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +20,11 @@ from jsonargparse import Namespace
 from torch import nn
 from torch.utils.data import Dataset
 
+from trainwell.callbacks.base import Callback
 from trainwell.cli.config import import_object
 from trainwell.cli.errors import ConfigError
 
-__all__ = ["SPLITS", "Split", "build_component", "build_network", "load_splits"]
+__all__ = ["SPLITS", "Split", "build_component", "build_lr_schedulers", "build_network", "load_splits"]
 
 SPLITS = ("train", "valid", "test")
 
@@ -44,6 +46,8 @@ def build_component(spec: Namespace, key: str) -> Any:
     """Calls the class or function of ``spec`` (``class_path``, ``init_args``) and returns what it gives."""
     target = import_object(spec["class_path"], key)
     init_args = spec.get("init_args")
+    if init_args is not None and not isinstance(init_args, (Namespace, Mapping)):
+        raise ConfigError(f"`{key}.init_args` must be a mapping of arguments. Received: {init_args!r}.")
     arguments = init_args.as_dict() if isinstance(init_args, Namespace) else dict(init_args or {})
     try:
         return target(**arguments)
@@ -53,6 +57,32 @@ def build_component(spec: Namespace, key: str) -> Any:
             f"`{key}`: calling {spec['class_path']}(**init_args) with init_args={arguments!r} raised "
             f"TypeError: {error}"
         ) from error
+
+
+def build_lr_schedulers(specs: list[Any]) -> list[Callback]:
+    """The ``lr_schedulers`` of the config: each a ``class_path`` and ``init_args``, giving a Callback."""
+    schedulers = []
+    for index, spec in enumerate(specs):
+        key = f"lr_schedulers[{index}]"
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("class_path"), str):
+            raise ConfigError(
+                f"`{key}` must be a mapping with `class_path` (and `init_args`), such as "
+                f"{{class_path: trainwell.StepLR, init_args: {{step_size: 10}}}}. Received: {spec!r}."
+            )
+        unknown = sorted(set(spec) - {"class_path", "init_args"})
+        if unknown:
+            raise ConfigError(f"`{key}` takes `class_path` and `init_args`. Received the keys {unknown} too.")
+        try:
+            scheduler = build_component(Namespace(class_path=spec["class_path"], init_args=spec.get("init_args")), key)
+        except ValueError as error:
+            raise ConfigError(f"`{key}` ({spec['class_path']}): {error}") from error
+        if not isinstance(scheduler, Callback):
+            raise ConfigError(
+                f"`{key}.class_path` must give a trainwell scheduler callback (trainwell.StepLR...). Received: "
+                f"{spec['class_path']} gave a {type(scheduler).__name__}."
+            )
+        schedulers.append(scheduler)
+    return schedulers
 
 
 def build_network(spec: Namespace) -> nn.Module:
@@ -99,8 +129,11 @@ def _named_splits(data: Any, path: str) -> dict[str, Any]:
         return dict(data)
     if isinstance(data, tuple) and 1 <= len(data) <= 3 and not all(_is_array(item) for item in data):
         return dict(zip(SPLITS, data))
-    if any(hasattr(data, name) for name in SPLITS):
-        return {name: getattr(data, name) for name in SPLITS if hasattr(data, name)}
+    # Attributes holding data, not methods (an nn.Module has a train() method, which is no split).
+    attributes = {name: getattr(data, name) for name in SPLITS if hasattr(data, name)}
+    attributes = {name: value for name, value in attributes.items() if not inspect.ismethod(value)}
+    if attributes:
+        return attributes
     raise ConfigError(
         f"`data.class_path` must give the splits: a mapping {{'train': ..., 'valid': ..., 'test': ...}}, a tuple "
         f"(train, valid[, test]) or an object with train/valid/test attributes. Received: {path} returned a "

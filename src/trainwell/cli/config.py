@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -36,15 +35,18 @@ FIT_KEYS: dict[str, tuple[Any, Any, str]] = {
     "directory": (str, None, "the run directory: created, or resumed when it holds a run"),
     "task": (Optional[str], None, "'classif' (cross-entropy, accuracy, F1, monitors val_acc) or 'reg' (MSE)"),
     "optimizer": (Union[str, dict[str, Any]], "sgd", "a name ('adam') or Poutyne's dict {optim: adam, lr: 0.001}"),
-    "loss_function": (Optional[Union[str, nn.Module]], None, "a loss name or a class_path (default: the task's)"),
-    "batch_metrics": (Optional[list[Union[str, nn.Module]]], None, "metric names or class_paths (default: the task's)"),
-    "epoch_metrics": (Optional[list[Union[str, nn.Module]]], None, "epoch metric names or class_paths"),
+    # nn.Module first: jsonargparse tries the types in order, and any string would pass as a str.
+    "loss_function": (Optional[Union[nn.Module, str]], None, "a loss name or a class_path (default: the task's)"),
+    "batch_metrics": (Optional[list[Union[nn.Module, str]]], None, "metric names or class_paths (default: the task's)"),
+    "epoch_metrics": (Optional[list[Union[nn.Module, str]]], None, "epoch metric names or class_paths"),
     "monitor_metric": (Optional[str], None, "the epoch log deciding the best epoch (default: the task's)"),
     "monitor_mode": (Optional[str], None, "'min' or 'max' (default: from the metric)"),
     "precision": (str, "32", "'32', 'bf16' or '16' (mixed precision)"),
     "device": (Optional[str], None, "'cpu', 'cuda', 'cuda:1'... (default: where the network is, the CPU)"),
     "callbacks": (list[Callback], [], "callbacks as class_paths with init_args; their states are checkpointed"),
-    "lr_schedulers": (list[Callback], [], "learning-rate scheduler callbacks as class_paths"),
+    # Checked by the schedulers themselves when built: their wrappers take the torch scheduler's arguments
+    # through **kwargs, which a signature cannot show (trainwell.callbacks.lr_scheduler).
+    "lr_schedulers": (list[dict[str, Any]], [], "learning-rate scheduler callbacks as class_paths with init_args"),
     "epochs": (int, 10, "the TOTAL number of epochs: a finished run continues up to it"),
     "batch_size": (int, 32, "per process (under torchrun the global batch is this times the processes)"),
     "seed": (Optional[int], 42, "seeds every generator before the network and the data are built"),
@@ -81,7 +83,7 @@ class FitConfig:
         for key in ("config", "print_config"):
             if key in namespace:
                 del namespace[key]
-        return str(self.parser.dump(namespace, skip_none=False))
+        return str(self.parser.dump(namespace, skip_unset=False))
 
     def instantiate(self) -> Namespace:
         """The config with every class path but the components built (loss, metrics, callbacks)."""
@@ -106,8 +108,10 @@ def import_object(path: str, key: str) -> Any:
     try:
         return getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError, ValueError) as error:
+        hint = import_error_hint(path)
         raise ConfigError(
-            f"`{key}.class_path` cannot be imported. Received: {key}.class_path={path!r}: {import_error_hint(path)}."
+            f"`{key}.class_path` cannot be imported. Received: {key}.class_path={path!r}: {hint}"
+            + ("" if hint.endswith((".", "?")) else ".")
         ) from error
 
 
@@ -197,9 +201,10 @@ def valid_keys(parser: ArgumentParser) -> list[str]:
     keys = []
     for action in parser._actions:  # argparse's list; jsonargparse keeps one action per dotted key
         dest = getattr(action, "dest", "")
-        if dest and dest not in ("help", "config", "print_config") and not dest.startswith("=="):
+        if dest and dest not in ("help", "config", "print_config", "print_shtab") and not dest.startswith("=="):
             keys.append(dest)
-    return keys
+    # A group's own entry (network.init_args) is not a key one sets; its members are.
+    return [key for key in keys if not any(other.startswith(key + ".") for other in keys)]
 
 
 def parse_fit(argv: Sequence[str]) -> tuple[FitConfig, bool]:
@@ -208,16 +213,33 @@ def parse_fit(argv: Sequence[str]) -> tuple[FitConfig, bool]:
     Raises:
         ConfigError: a bad key or value, naming the key (exit status 2).
     """
-    # Class paths of the config are imported from the working directory too, as `python -m` would.
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
     parser = build_fit_parser(argv)
     try:
         namespace = parser.parse_args(list(argv))
     except argparse.ArgumentError as error:
         raise ConfigError(describe_parse_error(str(error), valid_keys(parser))) from error
     _check_values(namespace)
+    for key in ("loss_function", "batch_metrics", "epoch_metrics"):
+        value = namespace.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            _recheck_class_string(key, item)
     return FitConfig(parser, namespace), bool(namespace.get("print_config"))
+
+
+def _recheck_class_string(key: str, value: Any) -> None:
+    """A ``{class_path: ...}`` given on the command line that failed as a class passed as a name: say why it failed."""
+    if not isinstance(value, str) or "class_path" not in value:
+        return
+    try:
+        loaded = yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"`{key}` is not valid YAML. Received: {key}={value!r}: {error}") from error
+    probe = ArgumentParser(exit_on_error=False)
+    probe.add_argument(f"--{key}", type=nn.Module)
+    try:
+        probe.parse_object({key: loaded})
+    except argparse.ArgumentError as error:
+        raise ConfigError(describe_parse_error(str(error), [key])) from error
 
 
 def _check_values(namespace: Namespace) -> None:

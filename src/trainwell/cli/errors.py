@@ -89,6 +89,7 @@ _UNKNOWN_OPTION = re.compile(r"Option '(?P<key>[^']+)' is not accepted")
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (?P<arguments>.*)")
 _BAD_KEY = re.compile(r'Parser key "(?P<key>[^"]+)":\s*(?P<message>.*)', re.DOTALL)
 _CLASS_PATH = re.compile(r"Problem with given class_path '(?P<path>[^']+)':\s*(?P<message>[^\n]*)")
+_EXPECTED = re.compile(r"Expected a <class '(?P<type>[\w.]+)'>\. Got value: (?P<value>.*)$", re.DOTALL)
 _REQUIRED = re.compile(r"Key \"(?P<key>[^\"]+)\" is required but not included in config object or its value is None")
 
 
@@ -102,16 +103,18 @@ def describe_parse_error(message: str, keys: Iterable[str]) -> str:
     if match := _UNKNOWN_IN_GROUP.search(message):
         group, key = match["group"], match["key"]
         siblings = [name[len(group) + 1 :] for name in keys if name.startswith(group + ".")]
-        shown = ", ".join(repr(name) for name in siblings)
+        shown = ", ".join(repr(name) for name in siblings) or "none (it takes no arguments)"
         return (
-            f"Unknown key {group}.{key!r} (received in the config or on the command line).{_did_you_mean(key, siblings)}"
+            f"Unknown key '{group}.{key}' (received in the config or on the command line)."
+            f"{_did_you_mean(key, siblings)}"
             f" Valid keys of {group}: {shown}."
         )
     if match := _UNRECOGNIZED.search(message):
         words = [word for word in match["arguments"].split() if word.startswith("--")]
         names = [word[2:].split("=", 1)[0] for word in words] or [match["arguments"]]
+        options = [f"--{key}" for key in keys]
         return "; ".join(
-            f"Unknown option '--{name}'.{_did_you_mean(name, keys)}" for name in names
+            f"Unknown option '--{name}'.{_did_you_mean('--' + name, options)}" for name in names
         ) + " (`trainwell fit --help` lists every key.)"
     if match := _BAD_KEY.search(message):
         return _describe_bad_value(match["key"], match["message"])
@@ -122,6 +125,10 @@ def describe_parse_error(message: str, keys: Iterable[str]) -> str:
         shown = ", ".join(repr(name) for name in keys if "." not in name)
         return f"Unknown key {key!r}.{_did_you_mean(key, keys)} Valid keys: {shown}."
     return message.strip()
+
+
+def _type_name(name: str) -> str:
+    return {"int": "an int", "float": "a float", "bool": "true or false", "str": "a string"}.get(name, f"a {name}")
 
 
 def _describe_bad_value(key: str, message: str) -> str:
@@ -138,6 +145,8 @@ def _describe_bad_value(key: str, message: str) -> str:
         if "has no attribute" in reason or "No module named" in reason or "import" in reason.lower():
             return f"`{key}`: the class path {path!r} cannot be imported: {import_error_hint(path)}."
         return f"`{key}`: {path}: {reason.strip()}"
+    if match := _EXPECTED.match(message.strip()):
+        return f"`{key}` must be {_type_name(match['type'])}. Received: {key}={match['value']!r}."
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     # The first line says what was expected; "Got value" (when present) says what was received.
     received = next((line for line in lines if line.startswith(("Got value", "Given value"))), None)

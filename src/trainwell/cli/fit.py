@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from trainwell import distributed
-from trainwell.cli.components import Split, build_network, load_splits
+from trainwell.cli.components import Split, build_lr_schedulers, build_network, load_splits
 from trainwell.cli.config import RESUMABLE_CHANGES, FitConfig, parse_fit, run_config_path
 from trainwell.cli.errors import ConfigError
 from trainwell.experiment.experiment import Experiment
@@ -58,6 +58,7 @@ def build_experiment(config: FitConfig) -> tuple[Experiment, dict[str, Split], A
     objects = config.instantiate()
     if objects["seed"] is not None:
         set_seeds(objects["seed"])
+    objects["lr_schedulers"] = build_lr_schedulers(objects["lr_schedulers"])
     network = build_network(objects["network"])
     splits = load_splits(objects["data"])
     arguments = {key: objects[key] for key in EXPERIMENT_KEYS}

@@ -7,6 +7,7 @@ to resume); 1 any other error (a training error: the traceback is printed).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import traceback
@@ -77,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainwell ...
     True
     """
+    if argv is None and "" not in sys.path and os.getcwd() not in sys.path:
+        # The `trainwell` script, unlike `python -m trainwell`, does not put the working directory on the
+        # path: the config's class paths are imported from there too.
+        sys.path.insert(0, os.getcwd())
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or arguments[0] in ("-h", "--help"):
         print(_overview())

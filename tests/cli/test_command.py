@@ -1,0 +1,113 @@
+"""The real ``trainwell`` command in subprocesses: fit from a config with overrides, ``--print_config`` read
+back, a real SIGINT (exit 130, checkpoint) then the same command resuming to exactly the uninterrupted run's
+weights and log, ``test``, ``show``, and the exit status of a bad config (2). The messages of more
+mistakes, and the other exit statuses, are checked in-process through the same entry point (test_main.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cli.conftest import run, start
+
+OVERRIDES = ("--epochs", "2", "--optimizer.lr", "0.02", "--network.init_args.hidden", "12")
+
+
+def _rows(directory: Path) -> list[dict[str, str]]:
+    with (directory / "log.tsv").open(newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "time"} for row in csv.DictReader(handle, delimiter="\t")]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _wait_for(process, marker: str) -> list[str]:
+    lines = []
+    while True:
+        line = process.stdout.readline()
+        if not line:
+            _, err = process.communicate(timeout=60)
+            pytest.fail(f"the run ended (rc={process.returncode}) before {marker!r}: {lines[-5:]} {err[-3000:]}")
+        lines.append(line.strip())
+        if line.startswith(marker):
+            return lines
+
+
+def test_fit_print_config_sigint_resume_test_and_show(workdir: Path) -> None:
+    # The uninterrupted run (the config and the overrides) trains while the config is printed, then
+    # while that printed config runs elsewhere and is interrupted by a real SIGINT in the middle of epoch 2.
+    reference = start("fit", "--config", "run.yaml", *OVERRIDES, cwd=workdir)
+    printed = run("fit", "--config", "run.yaml", *OVERRIDES, "--print_config", cwd=workdir)
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    (workdir / "printed.yaml").write_text(printed.stdout)
+    resolved = yaml.safe_load(printed.stdout)
+    assert resolved["epochs"] == 2 and resolved["optimizer"] == {"optim": "adam", "lr": 0.02}
+    assert resolved["network"]["init_args"] == {"hidden": 12, "classes": 3}  # defaults filled in
+    assert resolved["data"]["init_args"] == {"samples": 240, "noise": 0.0}
+
+    interrupted = start(
+        "fit", "--config", "printed.yaml", "--directory", "runs/resumed", cwd=workdir, env={"TRAINWELL_TEST_SLOW": "1"}
+    )
+    _wait_for(interrupted, "BATCH 2 3")
+    interrupted.send_signal(signal.SIGINT)
+    out, err = interrupted.communicate(timeout=120)
+    assert interrupted.returncode == 130, err[-3000:]
+    assert "checkpoint written to" in out and "Traceback" not in err
+    stopped = sorted(p.name for p in (workdir / "runs/resumed/checkpoints").iterdir() if p.name.startswith("step_"))
+    assert stopped and int(stopped[-1].removeprefix("step_")) >= 15 + 3  # 15 steps per epoch
+    assert [row["epoch"] for row in _rows(workdir / "runs/resumed")] == ["1"]
+    out, err = reference.communicate(timeout=240)
+    assert reference.returncode == 0, err[-3000:]
+    assert "Test results: test_loss:" in out
+
+    reference_dir, resumed_dir = workdir / "runs/reference", workdir / "runs/resumed"
+    saved = yaml.safe_load((reference_dir / "config.yaml").read_text())
+    assert saved == resolved  # the printed config is the resolved config saved in the run directory
+
+    # The same command on the interrupted directory resumes it, to the uninterrupted run's exact weights;
+    # meanwhile `test` and `show` read the reference run.
+    resuming = start("fit", "--config", "runs/resumed/config.yaml", cwd=workdir)
+    testing = start("test", "runs/reference", "--checkpoint", "last", cwd=workdir)
+    shown = run("show", "runs/reference", cwd=workdir)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    out, err = testing.communicate(timeout=240)
+    assert testing.returncode == 0, err[-3000:]
+    out_resumed, err = resuming.communicate(timeout=240)
+    assert resuming.returncode == 0, err[-3000:]
+
+    last = Path("checkpoints/epoch_0002/weights.safetensors")
+    assert _sha(resumed_dir / last) == _sha(reference_dir / last)
+    assert _rows(resumed_dir) == _rows(reference_dir)
+    trainings = json.loads((resumed_dir / "run.json").read_text())["trainings"]
+    assert [call["resumed_from"] for call in trainings] == [None, stopped[-1]]
+
+    with (reference_dir / "test_log.tsv").open(newline="") as handle:
+        (row,) = csv.DictReader(handle, delimiter="\t")
+    assert row["epoch"] == "2"  # --checkpoint last
+    assert f"test_loss: {float(row['test_loss']):.6g}" in out
+
+    # show: the epochs table with the best epoch starred, the test values, the config and the versions.
+    table = shown.stdout.split("Epochs (log.tsv; * the best epoch):\n")[1].split("\n\n")[0].splitlines()
+    assert table[0].split() == list(_rows(reference_dir)[0])
+    best = min(_rows(reference_dir), key=lambda row: float(row["val_loss"]))["epoch"]
+    assert [line.split()[0] for line in table[1:] if line.endswith("*")] == [best]
+    assert f"Best epoch: {best}" in shown.stdout
+    assert "Test (test_log.tsv, epoch " in shown.stdout and "versions: trainwell " in shown.stdout
+    assert "class_path: tests.cli.parts.make_network" in shown.stdout
+
+
+def test_a_bad_config_exits_2_and_names_the_key(workdir: Path) -> None:
+    (workdir / "bad.yaml").write_text((workdir / "run.yaml").read_text().replace("epochs:", "epochz:").replace("reference", "bad"))
+    result = run("fit", "--config", "bad.yaml", cwd=workdir)
+    assert result.returncode == 2
+    assert "Unknown key 'epochz'. Did you mean 'epochs'?" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (workdir / "runs/bad").exists()
