@@ -120,12 +120,12 @@ def _show_one(run: RunSummary) -> str:
         resumed = sum(1 for call in trainings if call.get("resumed_from"))
         parts.append(f"  trainings: {len(trainings)} call(s), {resumed} resumed; created {run.run.get('created', '?')}")
     if run.epochs:
-        header = [key for key in run.epochs[0] if key != "time"]
+        keys = [key for key in run.epochs[0] if key != "time"]
         rows = [
-            [_number(row.get(key, "")) for key in header] + (["*"] if row.get("epoch") == str(run.best_epoch) else [])
+            [_number(row.get(key, "")) for key in keys] + ["*" if row.get("epoch") == str(run.best_epoch) else ""]
             for row in run.epochs
         ]
-        parts += ["", "Epochs (log.tsv; * the best epoch):", format_table(header, rows)]
+        parts += ["", "Epochs (log.tsv; * the best epoch):", format_table([*keys, ""], rows)]
     else:
         parts += ["", "No epoch finished yet (no log.tsv)."]
     parts.append("")
