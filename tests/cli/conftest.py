@@ -47,9 +47,16 @@ def command(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "trainwell", *arguments]
 
 
-def run(*arguments: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def run(
+    *arguments: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        command(*arguments), cwd=cwd, env={**ENVIRONMENT, **(env or {})}, capture_output=True, text=True, timeout=timeout
+        command(*arguments),
+        cwd=cwd,
+        env={**ENVIRONMENT, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

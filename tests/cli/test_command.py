@@ -83,7 +83,7 @@ def test_fit_print_config_sigint_resume_test_show_and_a_bad_config(workdir: Path
     assert shown.returncode == 0, shown.stderr[-3000:]
     out, err = testing.communicate(timeout=240)
     assert testing.returncode == 0, err[-3000:]
-    out_resumed, err = resuming.communicate(timeout=240)
+    _, err = resuming.communicate(timeout=240)
     assert resuming.returncode == 0, err[-3000:]
 
     last = Path("checkpoints/epoch_0002/weights.safetensors")

@@ -106,3 +106,14 @@ def test_other_subcommands_refuse_what_is_not_a_run(tmp_path, capsys, monkeypatc
     assert "comes with the hyperparameter search (issue #15" in _fails(capsys, "search", "--config", "x.yaml")
     assert "unknown subcommand 'fti'. Did you mean 'fit'?" in _fails(capsys, "fti")
     assert main(["--help"]) == 0 and "Exit status: 0 done" in capsys.readouterr().out
+
+
+def test_the_digits_example_config_resolves(capsys, monkeypatch) -> None:
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)  # its class paths are examples.digits.*, from the repository's root
+    assert main(["fit", "--config", "examples/configs/digits.yaml", "--print_config"]) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["network"] == {"class_path": "examples.digits.make_network", "init_args": {"num_classes": 10}}
+    assert resolved["data"]["class_path"] == "examples.digits.load_splits"
+    assert resolved["lr_schedulers"] == [{"class_path": "trainwell.CosineAnnealingLR", "init_args": {"T_max": 12}}]
+    assert resolved["epochs"] == 12 and resolved["task"] == "classif"

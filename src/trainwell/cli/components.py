@@ -9,8 +9,8 @@ iterable of batches such as a DataLoader (``train``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 import inspect
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +54,7 @@ def build_component(spec: Namespace, key: str) -> Any:
     except TypeError as error:
         # Raised by the call itself (missing arguments) or by the user's code: say where, keep the cause.
         raise ConfigError(
-            f"`{key}`: calling {spec['class_path']}(**init_args) with init_args={arguments!r} raised "
-            f"TypeError: {error}"
+            f"`{key}`: calling {spec['class_path']}(**init_args) with init_args={arguments!r} raised TypeError: {error}"
         ) from error
 
 

@@ -15,7 +15,7 @@ import importlib
 import inspect
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
@@ -33,24 +33,24 @@ RUN_CONFIG = "config.yaml"  # the resolved config, saved in the run directory
 # the library raises about `optimizer` or `batch_metrics` names the key of the config too.
 FIT_KEYS: dict[str, tuple[Any, Any, str]] = {
     "directory": (str, None, "the run directory: created, or resumed when it holds a run"),
-    "task": (Optional[str], None, "'classif' (cross-entropy, accuracy, F1, monitors val_acc) or 'reg' (MSE)"),
-    "optimizer": (Union[str, dict[str, Any]], "sgd", "a name ('adam') or Poutyne's dict {optim: adam, lr: 0.001}"),
+    "task": (str | None, None, "'classif' (cross-entropy, accuracy, F1, monitors val_acc) or 'reg' (MSE)"),
+    "optimizer": (str | dict[str, Any], "sgd", "a name ('adam') or Poutyne's dict {optim: adam, lr: 0.001}"),
     # nn.Module first: jsonargparse tries the types in order, and any string would pass as a str.
-    "loss_function": (Optional[Union[nn.Module, str]], None, "a loss name or a class_path (default: the task's)"),
-    "batch_metrics": (Optional[list[Union[nn.Module, str]]], None, "metric names or class_paths (default: the task's)"),
-    "epoch_metrics": (Optional[list[Union[nn.Module, str]]], None, "epoch metric names or class_paths"),
-    "monitor_metric": (Optional[str], None, "the epoch log deciding the best epoch (default: the task's)"),
-    "monitor_mode": (Optional[str], None, "'min' or 'max' (default: from the metric)"),
+    "loss_function": (nn.Module | str | None, None, "a loss name or a class_path (default: the task's)"),
+    "batch_metrics": (list[nn.Module | str] | None, None, "metric names or class_paths (default: the task's)"),
+    "epoch_metrics": (list[nn.Module | str] | None, None, "epoch metric names or class_paths"),
+    "monitor_metric": (str | None, None, "the epoch log deciding the best epoch (default: the task's)"),
+    "monitor_mode": (str | None, None, "'min' or 'max' (default: from the metric)"),
     "precision": (str, "32", "'32', 'bf16' or '16' (mixed precision)"),
-    "device": (Optional[str], None, "'cpu', 'cuda', 'cuda:1'... (default: where the network is, the CPU)"),
+    "device": (str | None, None, "'cpu', 'cuda', 'cuda:1'... (default: where the network is, the CPU)"),
     "callbacks": (list[Callback], [], "callbacks as class_paths with init_args; their states are checkpointed"),
     # Checked by the schedulers themselves when built: their wrappers take the torch scheduler's arguments
     # through **kwargs, which a signature cannot show (trainwell.callbacks.lr_scheduler).
     "lr_schedulers": (list[dict[str, Any]], [], "learning-rate scheduler callbacks as class_paths with init_args"),
     "epochs": (int, 10, "the TOTAL number of epochs: a finished run continues up to it"),
     "batch_size": (int, 32, "per process (under torchrun the global batch is this times the processes)"),
-    "seed": (Optional[int], 42, "seeds every generator before the network and the data are built"),
-    "checkpoint_every_n_steps": (Optional[int], None, "also checkpoint every n optimizer steps"),
+    "seed": (int | None, 42, "seeds every generator before the network and the data are built"),
+    "checkpoint_every_n_steps": (int | None, None, "also checkpoint every n optimizer steps"),
     "save_every_epoch": (bool, False, "keep every epoch's checkpoint"),
     "keep_only_last_best": (bool, False, "keep only the newest best checkpoint"),
     "disable_tensorboard": (bool, False, "do not write tensorboard/"),

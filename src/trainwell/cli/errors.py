@@ -94,7 +94,7 @@ _REQUIRED = re.compile(r"Key \"(?P<key>[^\"]+)\" is required but not included in
 
 
 def describe_parse_error(message: str, keys: Iterable[str]) -> str:
-    """jsonargparse's ``message`` in trainwell's words, naming the key; ``keys`` are the valid keys.
+    """Jsonargparse's ``message`` in trainwell's words, naming the key; ``keys`` are the valid keys.
 
     >>> describe_parse_error("Option 'epochz' is not accepted", ['epochs', 'seed'])
     "Unknown key 'epochz'. Did you mean 'epochs'? Valid keys: 'epochs', 'seed'."
@@ -113,13 +113,15 @@ def describe_parse_error(message: str, keys: Iterable[str]) -> str:
         words = [word for word in match["arguments"].split() if word.startswith("--")]
         names = [word[2:].split("=", 1)[0] for word in words] or [match["arguments"]]
         options = [f"--{key}" for key in keys]
-        return "; ".join(
-            f"Unknown option '--{name}'.{_did_you_mean('--' + name, options)}" for name in names
-        ) + " (`trainwell fit --help` lists every key.)"
+        return (
+            "; ".join(f"Unknown option '--{name}'.{_did_you_mean('--' + name, options)}" for name in names)
+            + " (`trainwell fit --help` lists every key.)"
+        )
     if match := _BAD_KEY.search(message):
         return _describe_bad_value(match["key"], match["message"])
     if match := _REQUIRED.search(message):
-        return f"The key {match['key']!r} is required: set it in the config file or pass --{match['key']} on the command line."
+        key = match["key"]
+        return f"The key {key!r} is required: set it in the config file or pass --{key} on the command line."
     if match := _UNKNOWN_OPTION.search(message):
         key = match["key"]
         shown = ", ".join(repr(name) for name in keys if "." not in name)

@@ -93,7 +93,8 @@ def check_resumable(directory: Path, values: dict[str, Any]) -> None:
     ]
     if differences:
         raise ConfigError(
-            f"The run directory {directory} holds a run of another config ({path}): " + "; ".join(differences)
+            f"The run directory {directory} holds a run of another config ({path}): "
+            + "; ".join(differences)
             + ". Resuming it would not be the same run: use another `directory`, or rerun with "
             f"`--config {path}` (only {' and '.join(RESUMABLE_CHANGES)} may change)."
         )
@@ -108,7 +109,8 @@ def _train(experiment: Experiment, splits: dict[str, Split], objects: Any) -> No
         )
     options = train_options(objects, train.form)
     if train.form == "data":
-        experiment.train_data(*train.arguments, validation_data=valid.value if valid else None, **options)
+        x, y = train.arguments
+        experiment.train_data(x, y, validation_data=valid.value if valid else None, **options)
     elif train.form == "dataset":
         experiment.train_dataset(train.value, valid.value if valid else None, **options)
     else:
@@ -131,7 +133,9 @@ def test_split(
 def print_results(logs: dict[str, Any]) -> None:
     """One line of test values, as ``key: value`` pairs (rank 0 only)."""
     if distributed.is_main_process():
-        shown = ", ".join(f"{key}: {value:.6g}" for key, value in logs.items() if key != "time" and isinstance(value, (int, float)))
+        shown = ", ".join(
+            f"{key}: {value:.6g}" for key, value in logs.items() if key != "time" and isinstance(value, (int, float))
+        )
         print(f"Test results: {shown}")
 
 

@@ -61,7 +61,10 @@ def _handler(name: str) -> Callable[[Sequence[str]], int]:
 def _overview() -> str:
     lines = [USAGE, "", "Subcommands:"]
     lines += [f"  {name:<8} {text}" for name, text in SUBCOMMANDS.items()]
-    lines += ["", "Exit status: 0 done, 1 training error, 2 bad config or arguments, 130/143 interrupted (checkpoint written)."]
+    lines += [
+        "",
+        "Exit status: 0 done, 1 training error, 2 bad config or arguments, 130/143 interrupted (checkpoint written).",
+    ]
     return "\n".join(lines)
 
 
