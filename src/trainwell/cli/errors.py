@@ -41,7 +41,7 @@ def import_error_hint(path: str) -> str:
     """Why ``path`` (``package.module.Name``) cannot be imported, with the closest names where it stops.
 
     >>> print(import_error_hint('torch.nn.Linaer'))
-    module 'torch.nn' has no attribute 'Linaer'. Did you mean 'Linear'?
+    module 'torch.nn' has no attribute 'Linaer'. Did you mean 'Linear' or 'Bilinear' or 'LazyLinear'?
     """
     parts = path.split(".")
     module: Any = None
