@@ -13,9 +13,13 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
 from tests.cli.conftest import TINY_CONFIG, run, start
+from tests.cli.parts import make_data
+from trainwell.cli import main
 
 OVERRIDES = ("--epochs", "2", "--optimizer.lr", "0.02", "--network.init_args.hidden", "12")
 
@@ -41,7 +45,9 @@ def _wait_for(process, marker: str) -> list[str]:
             return lines
 
 
-def test_fit_print_config_sigint_resume_test_show_and_a_bad_config(workdir: Path) -> None:
+def test_fit_print_config_sigint_resume_test_show_and_a_bad_config(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # The uninterrupted run (the config and the overrides) trains while the config is printed, then
     # while that printed config runs elsewhere and is interrupted by a real SIGINT in the middle of epoch 2.
     reference = start("fit", "--config", "run.yaml", *OVERRIDES, cwd=workdir)
@@ -105,6 +111,26 @@ def test_fit_print_config_sigint_resume_test_show_and_a_bad_config(workdir: Path
     assert f"Best epoch: {best}" in shown.stdout
     assert "Test (test_log.tsv, epoch " in shown.stdout and "versions: trainwell " in shown.stdout
     assert "class_path: tests.cli.parts.make_network" in shown.stdout
+
+    # predict, in-process (the command's own entry point): the last checkpoint's outputs on the test split,
+    # whose cross-entropy is the test loss `trainwell test --checkpoint last` logged.
+    monkeypatch.chdir(workdir)
+    assert main(["predict", "runs/reference", "--checkpoint", "last"]) == 0
+    predictions = load_file(reference_dir / "predictions_test.safetensors")["predictions"]
+    _, y_test = make_data()["test"]
+    assert predictions.shape == (48, 3)
+    assert torch.nn.functional.cross_entropy(predictions, y_test).item() == pytest.approx(float(row["test_loss"]))
+
+    # show DIR1 DIR2, in-process too: one column per run; the configs differ only in their directory.
+    assert main(["show", "runs/reference", "runs/resumed"]) == 0
+    compared = capsys.readouterr().out.splitlines()
+    assert compared[0].split() == ["runs/reference", "runs/resumed"]
+    cells = {
+        line.rsplit(None, 2)[0]: line.rsplit(None, 2)[1:] for line in compared[1:] if line.split()[0] != "versions"
+    }
+    assert cells["epochs"] == ["2", "2"] and cells["best epoch"][0] == cells["best epoch"][1] == best
+    assert cells["best val_loss"][0] == cells["best val_loss"][1]
+    assert not any(label.startswith("config ") for label in cells)
 
     out, err = bad.communicate(timeout=120)
     assert bad.returncode == 2, err[-3000:]

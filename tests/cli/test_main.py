@@ -83,9 +83,11 @@ def test_a_directory_holding_another_config_is_not_resumed(config, capsys) -> No
     saved.parent.mkdir(parents=True)
     saved.write_text(capsys.readouterr().out)
     assert yaml.safe_load(saved.read_text())["batch_size"] == 16
+    before = saved.read_text()
     err = _fails(capsys, "fit", "--config", str(config), "--batch_size", "8")
     assert "holds a run of another config" in err and "batch_size: 16 there, 8 here" in err
-    assert saved.read_text() == saved.read_text()  # untouched
+    assert saved.read_text() == before  # untouched, and nothing trained
+    assert sorted(path.name for path in saved.parent.iterdir()) == ["config.yaml"]
 
 
 def test_a_training_error_exits_1_with_its_traceback(config, capsys) -> None:
