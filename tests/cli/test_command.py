@@ -122,6 +122,7 @@ def test_fit_print_config_sigint_resume_test_show_and_a_bad_config(
     assert torch.nn.functional.cross_entropy(predictions, y_test).item() == pytest.approx(float(row["test_loss"]))
 
     # show DIR1 DIR2, in-process too: one column per run; the configs differ only in their directory.
+    capsys.readouterr()  # what predict printed
     assert main(["show", "runs/reference", "runs/resumed"]) == 0
     compared = capsys.readouterr().out.splitlines()
     assert compared[0].split() == ["runs/reference", "runs/resumed"]

@@ -44,7 +44,7 @@ def _fails(capsys: pytest.CaptureFixture[str], *arguments: str, status: int = 2)
         ),
         (["--epochs", "three"], ["`epochs` must be an int. Received: epochs='three'."]),
         (["--epochs", "0"], ["`epochs` must be a positive int. Received: epochs=0."]),
-        (["--epoch", "3"], ["Unknown option '--epoch'. Did you mean '--epochs'?"]),
+        (["--epoch", "3"], ["Unknown option '--epoch'. Did you mean '--epochs'"]),
         (["--optimizer", "adm"], ["Unknown optimizer name for `optimizer`", "Received: optimizer='adm'", "'adam'"]),
         (
             ["--loss_function", "{class_path: torch.nn.CrossEntropyLoss, init_args: {label_smooth: 0.1}}"],

@@ -197,14 +197,13 @@ def build_fit_parser(argv: Sequence[str]) -> ArgumentParser:
 
 
 def valid_keys(parser: ArgumentParser) -> list[str]:
-    """Every key the parser accepts, dotted (``network.init_args.hidden``)."""
+    """Every key the parser knows, dotted (``network.init_args.hidden``), groups' own entries included."""
     keys = []
     for action in parser._actions:  # argparse's list; jsonargparse keeps one action per dotted key
         dest = getattr(action, "dest", "")
         if dest and dest not in ("help", "config", "print_config", "print_shtab") and not dest.startswith("=="):
             keys.append(dest)
-    # A group's own entry (network.init_args) is not a key one sets; its members are.
-    return [key for key in keys if not any(other.startswith(key + ".") for other in keys)]
+    return keys
 
 
 def parse_fit(argv: Sequence[str]) -> tuple[FitConfig, bool]:

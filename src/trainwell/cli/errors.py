@@ -99,10 +99,13 @@ def describe_parse_error(message: str, keys: Iterable[str]) -> str:
     >>> describe_parse_error("Option 'epochz' is not accepted", ['epochs', 'seed'])
     "Unknown key 'epochz'. Did you mean 'epochs'? Valid keys: 'epochs', 'seed'."
     """
-    keys = sorted(set(keys))
+    every = sorted({key for key in keys if not key.endswith(".help")})
+    # The keys one sets (not a group's own entry, such as network.init_args), and the top-level ones.
+    leaves = [key for key in every if not any(other.startswith(key + ".") for other in every)]
+    tops = sorted({key.split(".")[0] for key in every})
     if match := _UNKNOWN_IN_GROUP.search(message):
         group, key = match["group"], match["key"]
-        siblings = [name[len(group) + 1 :] for name in keys if name.startswith(group + ".")]
+        siblings = [name[len(group) + 1 :] for name in leaves if name.startswith(group + ".")]
         shown = ", ".join(repr(name) for name in siblings) or "none (it takes no arguments)"
         return (
             f"Unknown key '{group}.{key}' (received in the config or on the command line)."
@@ -112,9 +115,10 @@ def describe_parse_error(message: str, keys: Iterable[str]) -> str:
     if match := _UNRECOGNIZED.search(message):
         words = [word for word in match["arguments"].split() if word.startswith("--")]
         names = [word[2:].split("=", 1)[0] for word in words] or [match["arguments"]]
-        options = [f"--{key}" for key in keys]
         return (
-            "; ".join(f"Unknown option '--{name}'.{_did_you_mean('--' + name, options)}" for name in names)
+            "; ".join(
+                f"Unknown option '--{name}'.{_did_you_mean('--' + name, _options_near(name, leaves))}" for name in names
+            )
             + " (`trainwell fit --help` lists every key.)"
         )
     if match := _BAD_KEY.search(message):
@@ -124,9 +128,16 @@ def describe_parse_error(message: str, keys: Iterable[str]) -> str:
         return f"The key {key!r} is required: set it in the config file or pass --{key} on the command line."
     if match := _UNKNOWN_OPTION.search(message):
         key = match["key"]
-        shown = ", ".join(repr(name) for name in keys if "." not in name)
-        return f"Unknown key {key!r}.{_did_you_mean(key, keys)} Valid keys: {shown}."
+        shown = ", ".join(repr(name) for name in tops)
+        return f"Unknown key {key!r}.{_did_you_mean(key, tops)} Valid keys: {shown}."
     return message.strip()
+
+
+def _options_near(name: str, keys: list[str]) -> list[str]:
+    """The options to suggest for ``--name``: those of its group when it has one (network.init_args.*)."""
+    group = name.rsplit(".", 1)[0] if "." in name else None
+    near = [key for key in keys if group is not None and key.startswith(group + ".")]
+    return [f"--{key}" for key in (near or keys)]
 
 
 def _type_name(name: str) -> str:
