@@ -17,7 +17,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.cli.conftest import TINY_CONFIG, run, start
+from tests.cli.helpers import TINY_CONFIG, run, start
 from tests.cli.parts import make_data
 from trainwell.cli import main
 

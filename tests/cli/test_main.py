@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cli.conftest import TINY_CONFIG
+from tests.cli.helpers import TINY_CONFIG
 from trainwell.cli import main
 
 
