@@ -40,3 +40,10 @@ class ReportSteps(Callback):
     def on_train_batch_end(self, batch_number: int, logs: Any) -> None:
         print(f"BATCH {self.model.state.epoch} {batch_number}", flush=True)
         time.sleep(self.seconds if os.environ.get("TRAINWELL_TEST_SLOW") else 0.0)
+
+
+def waiting_data(seconds: float = 300.0):
+    """Announces itself, then waits (a SIGTERM lands while the data loads, before any training)."""
+    print("LOADING DATA", flush=True)
+    time.sleep(seconds)
+    return make_data()

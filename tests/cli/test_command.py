@@ -1,7 +1,9 @@
 """The real ``trainwell`` command in subprocesses: fit from a config with overrides, ``--print_config`` read
 back, a real SIGINT (exit 130, checkpoint) then the same command resuming to exactly the uninterrupted run's
-weights and log, ``test``, ``show``, and the exit status of a bad config (2). The messages of more
-mistakes, and the other exit statuses, are checked in-process through the same entry point (test_main.py).
+weights and log, ``test``, ``show``, ``predict``, a bad config (exit 2) and a SIGTERM while the data loads
+(exit 143). The processes that do not depend on each other run at the same time, to keep the wall time down.
+The messages of more mistakes, and exit status 1, are checked in-process through the same entry point
+(test_main.py).
 """
 
 from __future__ import annotations
@@ -45,15 +47,39 @@ def _wait_for(process, marker: str) -> list[str]:
             return lines
 
 
-def test_fit_print_config_sigint_resume_test_show_and_a_bad_config(
+def test_the_command_end_to_end(
     workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The uninterrupted run (the config and the overrides) trains while the config is printed, then
-    # while that printed config runs elsewhere and is interrupted by a real SIGINT in the middle of epoch 2.
-    reference = start("fit", "--config", "run.yaml", *OVERRIDES, cwd=workdir)
     # A config with a misspelt key, run meanwhile (checked at the end): exit status 2, the key named.
     (workdir / "bad.yaml").write_text(TINY_CONFIG.replace("epochs:", "epochz:").replace("reference", "bad"))
     bad = start("fit", "--config", "bad.yaml", cwd=workdir)
+    # And a run whose data takes minutes to load, terminated (SIGTERM) at the end: exit 143, nothing to save.
+    waiting = start(
+        "fit", "--config", "run.yaml", "--data.class_path", "tests.cli.parts.waiting_data",
+        "--directory", "runs/terminated", cwd=workdir,
+    )  # fmt: skip
+    try:
+        _flow(workdir, monkeypatch, capsys)
+        _wait_for(waiting, "LOADING DATA")  # long printed by now: the command's own handler is in place
+        waiting.send_signal(signal.SIGTERM)
+        _, err = waiting.communicate(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.communicate()
+    assert waiting.returncode == 143, err[-3000:]
+    assert "terminated (SIGTERM) before training started" in err and "Traceback" not in err
+
+    _, err = bad.communicate(timeout=120)
+    assert bad.returncode == 2, err[-3000:]
+    assert "Unknown key 'epochz'. Did you mean 'epochs'?" in err and "Traceback" not in err
+    assert not (workdir / "runs/bad").exists()
+
+
+def _flow(workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # The uninterrupted run (the config and the overrides) trains while the config is printed, then
+    # while that printed config runs elsewhere and is interrupted by a real SIGINT in the middle of epoch 2.
+    reference = start("fit", "--config", "run.yaml", *OVERRIDES, cwd=workdir)
     printed = run("fit", "--config", "run.yaml", *OVERRIDES, "--print_config", cwd=workdir)
     assert printed.returncode == 0, printed.stderr[-3000:]
     (workdir / "printed.yaml").write_text(printed.stdout)
@@ -132,8 +158,3 @@ def test_fit_print_config_sigint_resume_test_show_and_a_bad_config(
     assert cells["epochs"] == ["2", "2"] and cells["best epoch"][0] == cells["best epoch"][1] == best
     assert cells["best val_loss"][0] == cells["best val_loss"][1]
     assert not any(label.startswith("config ") for label in cells)
-
-    out, err = bad.communicate(timeout=120)
-    assert bad.returncode == 2, err[-3000:]
-    assert "Unknown key 'epochz'. Did you mean 'epochs'?" in err and "Traceback" not in err
-    assert not (workdir / "runs/bad").exists()
