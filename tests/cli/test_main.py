@@ -12,6 +12,7 @@ import yaml
 
 from tests.cli.helpers import TINY_CONFIG
 from trainwell.cli import main
+from trainwell.storage.checkpoints import write_checkpoint
 
 
 @pytest.fixture
@@ -83,11 +84,23 @@ def test_a_directory_holding_another_config_is_not_resumed(config, capsys) -> No
     saved.parent.mkdir(parents=True)
     saved.write_text(capsys.readouterr().out)
     assert yaml.safe_load(saved.read_text())["batch_size"] == 16
+    # A directory holding a checkpoint holds a run (the checkpoint's content does not matter here).
+    write_checkpoint(saved.parent / "checkpoints", "epoch_0001", {"weights.safetensors": b"unread"}, {"epoch": 1})
     before = saved.read_text()
     err = _fails(capsys, "fit", "--config", str(config), "--batch_size", "8")
     assert "holds a run of another config" in err and "batch_size: 16 there, 8 here" in err
     assert saved.read_text() == before  # untouched, and nothing trained
-    assert sorted(path.name for path in saved.parent.iterdir()) == ["config.yaml"]
+    assert sorted(path.name for path in saved.parent.iterdir()) == ["checkpoints", "config.yaml"]
+
+
+def test_a_failed_first_call_does_not_block_another_config(config, capsys) -> None:
+    config.write_text(TINY_CONFIG.replace("  init_args: {hidden: 8}\n", ""))
+    # A training error in the first call leaves a config.yaml and no checkpoint: nothing to resume...
+    _fails(capsys, "fit", "--config", str(config), "--network.class_path", "tests.cli.parts.broken_network", status=1)
+    assert Path("runs/reference/config.yaml").is_file() and not Path("runs/reference/checkpoints").exists()
+    # ...so another config may start there: it gets as far as building its (here misnamed) optimizer.
+    err = _fails(capsys, "fit", "--config", str(config), "--optimizer", "adm")
+    assert "Unknown optimizer name for `optimizer`" in err and "another config" not in err
 
 
 def test_a_training_error_exits_1_with_its_traceback(config, capsys) -> None:

@@ -19,6 +19,7 @@ from trainwell.cli.components import Split, build_lr_schedulers, build_network, 
 from trainwell.cli.config import RESUMABLE_CHANGES, FitConfig, parse_fit, run_config_path
 from trainwell.cli.errors import ConfigError
 from trainwell.experiment.experiment import Experiment
+from trainwell.storage.checkpoints import list_checkpoints
 from trainwell.utils.files import atomic_write
 from trainwell.utils.tensors import set_seeds
 
@@ -80,9 +81,13 @@ def train_options(objects: Any, form: str) -> dict[str, Any]:
 
 
 def check_resumable(directory: Path, values: dict[str, Any]) -> None:
-    """Refuses to resume a directory whose saved config differs in anything but :data:`RESUMABLE_CHANGES`."""
+    """Refuses to resume a directory whose saved config differs in anything but :data:`RESUMABLE_CHANGES`.
+
+    Only a directory holding a checkpoint holds a run: a first call that failed before its first checkpoint
+    (a config.yaml and nothing else) leaves nothing to resume, and a corrected config may start there.
+    """
     path = run_config_path(directory)
-    if not path.is_file():
+    if not path.is_file() or not list_checkpoints(directory / "checkpoints", include_unfinished=True):
         return
     saved = yaml.safe_load(path.read_text()) or {}
     ignored = {*RESUMABLE_CHANGES, "directory"}
