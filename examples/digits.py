@@ -44,6 +44,12 @@ def load_data() -> tuple[np.ndarray, ...]:
     return x_train, y_train, x_valid, y_valid, x_test, y_test
 
 
+def load_splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The same data as the splits the ``trainwell`` command reads (examples/configs/digits.yaml)."""
+    x_train, y_train, x_valid, y_valid, x_test, y_test = load_data()
+    return {"train": (x_train, y_train), "valid": (x_valid, y_valid), "test": (x_test, y_test)}
+
+
 def main() -> float:
     set_seeds(42)
     x_train, y_train, x_valid, y_valid, x_test, y_test = load_data()
