@@ -28,12 +28,13 @@ def _kill_inside_a_trial(directory, rng):
 def test_sigkill_at_random_moments_then_rerun_matches_the_uninterrupted_search(tmp_path, monkeypatch, capsys):
     reference_directory, directory = tmp_path / "reference", tmp_path / "killed"
     monkeypatch.setenv("SLOW", "0")
+    monkeypatch.setenv("NO_PLOTS", "")
     reference = [{k: v for k, v in row.items() if k != "directory"} for row in search_script.main(reference_directory)]
     assert [row["state"] for row in reference] == ["complete"] * 3
 
     rng = random.Random(5)
-    landed = sum(_kill_inside_a_trial(directory, rng) for _ in range(3))
-    assert landed >= 2, "the runs ended before their kills: the timing of the test needs adjusting"
+    landed = sum(_kill_inside_a_trial(directory, rng) for _ in range(2))
+    assert landed >= 1, "the runs ended before their kills: the timing of the test needs adjusting"
     table, _ = finish(start(directory))
 
     assert table == reference  # numbers, states, objective values, parameters, epochs, best epochs

@@ -19,6 +19,7 @@ def start(directory: Path, **env: object) -> subprocess.Popen:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")]),
         "OMP_NUM_THREADS": "1",
+        "NO_PLOTS": "1",
         **{key: str(value) for key, value in env.items()},
     }
     return subprocess.Popen(
