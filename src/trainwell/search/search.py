@@ -339,8 +339,11 @@ class Search:
         storage = handle.study._storage
         rows = [row for row in read_epoch_logs(directory / "log.tsv") if self.objective in row]
         values = [float(row[self.objective]) for row in rows]
-        finite = [(value, index) for index, value in enumerate(values) if math.isfinite(value)]
-        best = (max if self.direction == "maximize" else min)(finite) if finite else None
+        best: tuple[float, int] | None = None  # (value, row): the first best epoch, as the experiment's monitor
+        for index, value in enumerate(values):
+            better = best is None or (value > best[0] if self.direction == "maximize" else value < best[0])
+            if math.isfinite(value) and better:
+                best = (value, index)
         storage.set_trial_user_attr(trial._trial_id, "epochs", len(rows))
         if best is not None:
             storage.set_trial_user_attr(trial._trial_id, "best_epoch", int(rows[best[1]]["epoch"]))
