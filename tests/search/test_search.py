@@ -35,7 +35,8 @@ def test_a_grid_search_leaves_one_experiment_per_trial_and_its_reports(tmp_path,
         run = json.loads((tmp_path / f"trials/trial_{row.trial:04d}/run.json").read_text())
         assert run["search"]["params"] == {"lr": row.lr, "width": row.width} and len(run["trainings"]) == 1
         assert (tmp_path / f"trials/trial_{row.trial:04d}/log.tsv").is_file()
-        logged = [float(r["val_acc"]) for r in csv.DictReader(open(row.directory + "/log.tsv"), delimiter="\t")]
+        with open(row.directory + "/log.tsv", newline="") as handle:
+            logged = [float(r["val_acc"]) for r in csv.DictReader(handle, delimiter="\t")]
         assert row.val_acc == max(logged) and row.best_epoch == 1 + logged.index(max(logged))
     # trials.csv holds the same table.
     with open(tmp_path / "trials.csv", newline="") as handle:

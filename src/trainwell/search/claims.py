@@ -89,7 +89,9 @@ def claim_lock(url: str | None, study_name: str, directory: Path) -> Iterator[No
         if engine is None:
             engine = _engines[url] = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
         with engine.begin() as connection:
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _postgres_key(study_name)})
+            connection.execute(
+                sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _postgres_key(study_name)}
+            )
             yield
         return
     from filelock import FileLock

@@ -30,13 +30,15 @@ def search_from_config(config: Mapping[str, Any]) -> Search:
         TypeError, ValueError: a missing or bad entry, named in the message.
 
     >>> import tempfile
-    >>> search = search_from_config({'directory': tempfile.mkdtemp(), 'build': 'builtins:print', 'objective': 'val_loss',
-    ...                              'space': {'lr': {'low': 1e-4, 'high': 1e-1, 'log': True}}, 'n_trials': 3})
+    >>> search = search_from_config({'directory': tempfile.mkdtemp(), 'build': 'builtins:print',
+    ...     'objective': 'val_loss', 'space': {'lr': {'low': 1e-4, 'high': 1e-1, 'log': True}}, 'n_trials': 3})
     >>> search.space.entries['lr']
     Range(low=0.0001, high=0.1, step=None, log=True)
     """
     if not isinstance(config, Mapping):
-        raise TypeError(f"`config` must be a dict of Search's arguments. Received: config of type {type(config).__name__}.")
+        raise TypeError(
+            f"`config` must be a dict of Search's arguments. Received: config of type {type(config).__name__}."
+        )
     missing = [key for key in ("directory", "build", "space") if key not in config]
     if missing:
         raise ValueError(f"`config` lacks {missing}: a search needs a directory, a build function and a space.")

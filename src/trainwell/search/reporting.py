@@ -145,9 +145,7 @@ def write_plots(study: Any, directory: Path) -> None:
     from optuna.trial import TrialState
 
     complete = [
-        trial
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if SLOT in trial.system_attrs
+        trial for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if SLOT in trial.system_attrs
     ]
     if not complete:
         return

@@ -17,12 +17,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainwell.callbacks.base import Callback
 from trainwell.callbacks.monitor import metric_direction
 from trainwell.experiment.experiment import ModelBundle
 from trainwell.experiment.files import directory_argument
 from trainwell.model.model import Model
 from trainwell.search.claims import Heartbeat
+from trainwell.search.pruning import PRUNED_AT, TrialReporter
 from trainwell.search.reporting import (
     TRIAL_DIRECTORY,
     read_epoch_logs,
@@ -44,7 +44,6 @@ __all__ = ["Search"]
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("median", "hyperband", "none")
 _DIRECTIONS = {"min": "minimize", "minimize": "minimize", "max": "maximize", "maximize": "maximize"}
-PRUNED_AT = "pruned_at"
 
 
 class Search:
@@ -63,7 +62,8 @@ class Search:
         direction: ``'max'``/``'maximize'`` or ``'min'``/``'minimize'``; None: from the metric, as
             checkpoints and early stopping decide it (its ``higher_is_better``, else its name).
         sampler: ``'grid'`` (every combination, in tinydl's order), ``'random'`` (each trial drawn from
-            ``seed`` and its number), ``'tpe'``, or any Optuna sampler object.
+            ``seed`` and its number), ``'tpe'`` (Optuna's TPE; its first ``max(2, min(10, n_trials // 4))``
+            trials are random), or any Optuna sampler object.
         n_trials: the number of trials of the whole search (all workers together); a grid's size when None.
         pruner: ``'median'``, ``'hyperband'``, any Optuna pruner object, or None: stops unpromising trials
             from the objective of each epoch.
@@ -119,7 +119,9 @@ class Search:
         self.build = build
         self.space = Space(space)
         if not isinstance(objective, str) or not objective:
-            raise TypeError(f"`objective` must be the name of a logged value such as 'val_acc'. Received: {objective!r}.")
+            raise TypeError(
+                f"`objective` must be the name of a logged value such as 'val_acc'. Received: {objective!r}."
+            )
         self.objective = objective
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"`seed` must be an int. Received: seed={seed!r} (type {type(seed).__name__}).")
@@ -226,8 +228,10 @@ class Search:
 
             if isinstance(self._sampler, str):
                 # 'grid' and 'random' give every trial fixed parameters; 'tpe' asks the study's sampler.
+                # TPE's first trials are random draws: Optuna's 10 would be the whole of a small search.
+                startup = max(2, min(10, self.n_trials // 4))
                 sampler = (
-                    optuna.samplers.TPESampler(seed=self.seed)
+                    optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=startup)
                     if self.sampler_name == "tpe"
                     else optuna.samplers.RandomSampler(seed=self.seed)
                 )
@@ -305,7 +309,9 @@ class Search:
             experiment = self._experiment(params, slot, directory)
             record = {"trial": slot, "params": params, "objective": self.objective, "direction": self.direction}
             record_trial(directory, {**record, "study": self.study_name, "sampler": self.sampler_name})
-            reporter = _TrialReporter(trial, self.objective, prune=not isinstance(self._pruner, optuna.pruners.NopPruner))
+            reporter = TrialReporter(
+                trial, self.objective, prune=not isinstance(self._pruner, optuna.pruners.NopPruner)
+            )
             callbacks = [*(kwargs.get("callbacks") or []), reporter]
             try:
                 with Heartbeat(lambda: handle.beat(trial_id), self.heartbeat_interval):
@@ -366,7 +372,9 @@ class Search:
         rows_table = self._rows()
         write_trials_csv(self.directory / "trials.csv", rows_table)
         outcome = f"{state_name}: {self.objective} {best[0]:.6g}" if best is not None else f"{state_name} ({reason})"
-        self._say(slot, params, f"{outcome}, {len(rows)} epoch(s), {time.monotonic() - started:.1f} s{self._best_so_far()}")
+        self._say(
+            slot, params, f"{outcome}, {len(rows)} epoch(s), {time.monotonic() - started:.1f} s{self._best_so_far()}"
+        )
 
     def _best_so_far(self) -> str:
         best = self.best_trial
@@ -393,7 +401,9 @@ class Search:
         if isinstance(built, Model):
             return built
         hint = "" if self._takes_directory else " (an Experiment needs the trial's directory: take a second argument)"
-        raise TypeError(f"`build` must return a trainwell Model or Experiment. It returned {type(built).__name__}{hint}.")
+        raise TypeError(
+            f"`build` must return a trainwell Model or Experiment. It returned {type(built).__name__}{hint}."
+        )
 
     def _experiment(self, params: dict[str, Any], slot: int, directory: Path) -> ModelBundle:
         set_seeds(self.seed + slot)
@@ -409,8 +419,11 @@ class Search:
 
     @property
     def trials(self) -> pandas.DataFrame:
-        """A pandas DataFrame, one row per trial: ``trial``, ``state``, the objective, the parameters,
-        ``epochs``, ``best_epoch``, ``duration`` (seconds) and ``directory``."""
+        """The trials as a pandas DataFrame, one row per trial.
+
+        Columns: ``trial``, ``state``, the objective, the parameters, ``epochs``, ``best_epoch``,
+        ``duration`` (seconds) and ``directory``.
+        """
         import pandas
 
         rows = self._rows()
@@ -445,31 +458,6 @@ class Search:
         return experiment
 
 
-class _TrialReporter(Callback):
-    """Reports each epoch's objective to the Optuna trial and stops the trial when the pruner says so."""
-
-    def __init__(self, trial: Any, objective: str, prune: bool) -> None:
-        self.trial = trial
-        self.objective = objective
-        self.prune = prune
-
-    def on_epoch_end(self, epoch_number: int, logs: Mapping[str, Any]) -> None:  # noqa: D102
-        if self.objective not in logs:
-            logged = sorted(key for key in logs if key not in ("epoch", "time"))
-            raise ValueError(
-                f"`objective`={self.objective!r} is not logged: the epoch logged {logged}. Pick one of these "
-                "(validation values need validation data)."
-            )
-        value = float(logs[self.objective])
-        # The step is the epoch (1-based). A resumed trial may end an epoch it had reported: Optuna keeps the first.
-        if epoch_number not in self.trial.storage.get_trial(self.trial._trial_id).intermediate_values:
-            self.trial.report(value, epoch_number)
-        if self.prune and math.isfinite(value) and self.trial.should_prune():
-            # Recorded before the epoch's checkpoint: a worker killed after it still knows the trial was pruned.
-            self.trial.set_user_attr(PRUNED_AT, epoch_number)
-            self.model.stop_training = True
-
-
 def _is_number(key: str, value: Any) -> bool:
     return key not in ("epoch", "time") and isinstance(value, float) and math.isfinite(value)
 
@@ -495,5 +483,6 @@ def _check_storage(storage: Any) -> None:
     if not isinstance(storage, optuna.storages.BaseStorage):
         raise TypeError(
             "`storage` must be None (SQLite in the search directory), an Optuna storage URL such as "
-            f"'postgresql://user@host/db', or an optuna storage object. Received: storage of type {type(storage).__name__}."
+            "'postgresql://user@host/db', or an optuna storage object. "
+            f"Received: storage of type {type(storage).__name__}."
         )

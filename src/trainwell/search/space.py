@@ -60,7 +60,7 @@ class Range:
     def values(self) -> list[Any]:
         """Every value, smallest first (only for a finite range)."""
         step = self.step if self.step is not None else 1
-        count = int(math.floor((self.high - self.low) / step + 1e-9)) + 1
+        count = math.floor((self.high - self.low) / step + 1e-9) + 1
         if self.is_int:
             return [int(self.low + index * step) for index in range(count)]
         return [float(self.low + index * step) for index in range(count)]
@@ -156,7 +156,9 @@ class Space:
             if isinstance(entry, tuple):
                 params[name] = trial.suggest_categorical(name, list(entry))
             elif entry.is_int:
-                params[name] = trial.suggest_int(name, int(entry.low), int(entry.high), step=int(entry.step or 1), log=entry.log)
+                params[name] = trial.suggest_int(
+                    name, int(entry.low), int(entry.high), step=int(entry.step or 1), log=entry.log
+                )
             else:
                 step = None if entry.step is None else float(entry.step)
                 params[name] = trial.suggest_float(name, float(entry.low), float(entry.high), step=step, log=entry.log)

@@ -70,7 +70,7 @@ class StudyHandle:
         directory: Path,
         storage: Any,
         study_name: str,
-        direction: str,
+        direction: Any,
         sampler: Any,
         pruner: Any,
         config: dict[str, Any],
