@@ -100,3 +100,20 @@ def test_build_may_return_an_experiment_on_the_trial_directory(tmp_path):
     with pytest.raises(ValueError, match=r"`build` returned an Experiment on .*other.*build it on the `directory`"):
         Search(tmp_path / "s2", elsewhere, {"lr": [0.1]}, objective="val_loss", sampler="grid",
                verbose=False).train_data(X, Y, validation_data=(X, Y), epochs=1)  # fmt: skip
+
+
+def test_a_diverged_trial_is_a_result_of_the_search_not_an_error(tmp_path):
+    # lr=1e30 makes the loss infinite: the trial fails for good (recorded, never retried) and the search goes on.
+    def build_sgd(params):
+        return Model(nn.Linear(5, 2), {"optim": "sgd", "lr": params["lr"]}, "mse", batch_metrics=[])
+
+    x, y = torch.randn(32, 5), torch.randn(32, 2) * 1e3
+    search = Search(tmp_path, build_sgd, {"lr": [1e30, 1e-3]}, objective="val_loss", sampler="grid", verbose=False)
+    table = search.train_data(x, y, validation_data=(x, y), epochs=2, batch_size=8)
+    assert table["state"].tolist() == ["fail", "complete"]
+    assert "The loss or the weights became NaN or infinite" in search.study.trials[0].user_attrs["error"]
+    assert search.best_params == {"lr": 1e-3}
+    again = Search(tmp_path, build_sgd, {"lr": [1e30, 1e-3]}, objective="val_loss", sampler="grid", verbose=False)
+    table = again.train_data(x, y, validation_data=(x, y), epochs=2, batch_size=8)
+    assert table["state"].tolist() == ["fail", "complete"]
+    assert len(again.study.trials) == 2  # the failed trial was not run again
