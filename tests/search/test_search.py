@@ -75,11 +75,11 @@ def test_the_pruner_stops_a_hopeless_trial_and_records_it_as_pruned(tmp_path):
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     search = Search(tmp_path, build, {"lr": [0.05, 0.04, 1e-9], "width": [8]}, objective="val_acc",
                     sampler="grid", pruner=pruner, verbose=False)  # fmt: skip
-    table = search.train_data(X, Y, validation_data=(X[:32], Y[:32]), epochs=3, batch_size=16)
+    table = search.train_data(X, Y, validation_data=(X[:32], Y[:32]), epochs=2, batch_size=16)
     assert table["state"].tolist() == ["complete", "complete", "pruned"]
-    assert table["epochs"].tolist() == [3, 3, 1]
+    assert table["epochs"].tolist() == [2, 2, 1]
     assert search.study.trials[2].state == optuna.trial.TrialState.PRUNED
-    assert list(search.study.trials[0].intermediate_values) == [1, 2, 3]  # one report per epoch
+    assert list(search.study.trials[0].intermediate_values) == [1, 2]  # one report per epoch
     values, _ = hparams_entry(tmp_path / "tensorboard/trial_0002")
     assert values["state"] == "pruned"
 
@@ -109,11 +109,11 @@ def test_a_diverged_trial_is_a_result_of_the_search_not_an_error(tmp_path):
 
     x, y = torch.randn(32, 5), torch.randn(32, 2) * 1e3
     search = Search(tmp_path, build_sgd, {"lr": [1e30, 1e-3]}, objective="val_loss", sampler="grid", verbose=False)
-    table = search.train_data(x, y, validation_data=(x, y), epochs=2, batch_size=8)
+    table = search.train_data(x, y, validation_data=(x, y), epochs=1, batch_size=8)
     assert table["state"].tolist() == ["fail", "complete"]
     assert "The loss or the weights became NaN or infinite" in search.study.trials[0].user_attrs["error"]
     assert search.best_params == {"lr": 1e-3}
     again = Search(tmp_path, build_sgd, {"lr": [1e30, 1e-3]}, objective="val_loss", sampler="grid", verbose=False)
-    table = again.train_data(x, y, validation_data=(x, y), epochs=2, batch_size=8)
+    table = again.train_data(x, y, validation_data=(x, y), epochs=1, batch_size=8)
     assert table["state"].tolist() == ["fail", "complete"]
     assert len(again.study.trials) == 2  # the failed trial was not run again

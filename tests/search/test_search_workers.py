@@ -1,24 +1,37 @@
-"""N worker processes started with the same command share one study's trials: every trial runs once, in one
-worker, on the default SQLite storage and on a real PostgreSQL server started by the test."""
+"""Worker processes running the same search share one study's trials: every trial runs once, in one worker,
+on the default SQLite storage and on a real PostgreSQL server started by the test. The two workers are a
+child process and the test's own process (one interpreter start less on a loaded machine)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 
+from tests.search import search_script
 from tests.search.postgres import server_binaries, temporary_server
 from tests.search.workers import finish, start, trainings
 
 GRID = {"SAMPLER": "grid", "N_TRIALS": 4, "EPOCHS": 1, "SLOW": 0.01}
 
 
-def _two_workers_share_the_trials(directory, storage=None):
+def _two_workers_share_the_trials(directory, monkeypatch, capsys, storage=None):
+    """Two workers: a child process and this test's own process, started together on one search."""
     env = {**GRID, "BARRIER": directory.parent / f"{directory.name}-barrier", "BARRIER_N": 2}
     if storage:
         env["STORAGE"] = storage
-    workers = [start(directory, **env) for _ in range(2)]
-    outputs = [finish(worker) for worker in workers]
+    child = start(directory, **env)
+    for key, value in {**env, "NO_PLOTS": ""}.items():
+        monkeypatch.setenv(key, str(value))
+    threads = torch.get_num_threads()
+    try:
+        capsys.readouterr()
+        here = [{k: v for k, v in row.items() if k != "directory"} for row in search_script.main(directory)]
+        here_out = capsys.readouterr().out
+    finally:
+        torch.set_num_threads(threads)
+    outputs = [(here, here_out), finish(child)]
     tables = [table for table, _ in outputs]
     started = [[int(line.split()[1]) for line in out.splitlines() if line.endswith(" starts")] for _, out in outputs]
 
@@ -36,9 +49,9 @@ def _two_workers_share_the_trials(directory, storage=None):
     return final
 
 
-def test_two_workers_on_the_default_sqlite_storage(tmp_path):
+def test_two_workers_on_the_default_sqlite_storage(tmp_path, monkeypatch, capsys):
     directory = tmp_path / "search"
-    _two_workers_share_the_trials(directory)
+    _two_workers_share_the_trials(directory, monkeypatch, capsys)
     assert (directory / "study.db").is_file()
 
 
@@ -47,12 +60,12 @@ def test_two_workers_on_the_default_sqlite_storage(tmp_path):
     reason="PostgreSQL's server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql "
     "(.ci/run installs it)",
 )
-def test_two_workers_on_a_postgresql_server(tmp_path):
+def test_two_workers_on_a_postgresql_server(tmp_path, monkeypatch, capsys):
     import optuna
 
     with temporary_server() as url:
         directory = tmp_path / "search"
-        _two_workers_share_the_trials(directory, storage=url)
+        _two_workers_share_the_trials(directory, monkeypatch, capsys, storage=url)
         assert not (directory / "study.db").exists()
         study = optuna.load_study(study_name="search", storage=url)
         assert len(study.trials) == 4  # no trial was created twice
