@@ -1,6 +1,6 @@
 """A TPE search over the learning rate and the width of an MLP on scikit-learn's digits, one Experiment per trial.
 
-Run: python examples/search_digits.py [DIRECTORY] [N_TRIALS]     (default: saves/search_digits, 8 trials)
+Run: python examples/search_digits.py [DIRECTORY] [N_TRIALS]     (default: saves/search_digits, 6 trials)
 
 Kill it at any moment and run the same command again: finished trials are kept, the interrupted one goes on
 from its checkpoint. Start the same command in a second terminal and the two share the trials. Afterwards the
@@ -28,7 +28,7 @@ def build(params: dict) -> Model:
     return Model(network, {"optim": "adam", "lr": params["lr"]}, "cross_entropy", batch_metrics=["accuracy"])
 
 
-def main(directory: str, n_trials: int = 8) -> dict:
+def main(directory: str, n_trials: int = 6) -> dict:
     x_train, y_train, x_valid, y_valid, x_test, y_test = load_data()
     search = Search(
         directory,
@@ -39,7 +39,7 @@ def main(directory: str, n_trials: int = 8) -> dict:
         n_trials=n_trials,
         pruner="median",  # stops trials whose val_acc trails the median of earlier trials at the same epoch
     )
-    table = search.train_data(x_train, y_train, validation_data=(x_valid, y_valid), epochs=4, batch_size=64)
+    table = search.train_data(x_train, y_train, validation_data=(x_valid, y_valid), epochs=3, batch_size=64)
     print(table.drop(columns=["directory"]).to_string(index=False))
     experiment = search.best_experiment  # rebuilt on the best trial's directory, its best weights loaded
     results = experiment.test_data(x_test, y_test, verbose=False)
@@ -48,4 +48,4 @@ def main(directory: str, n_trials: int = 8) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "saves/search_digits", int(sys.argv[2]) if len(sys.argv) > 2 else 8)
+    main(sys.argv[1] if len(sys.argv) > 1 else "saves/search_digits", int(sys.argv[2]) if len(sys.argv) > 2 else 6)
