@@ -83,6 +83,8 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     )
     from trainwell.experiment.experiment import Experiment, ModelBundle
     from trainwell.search.grid import Hyperparameter
+    from trainwell.search.search import Search
+    from trainwell.search.space import LogRange, Range
     from trainwell.storage.checkpoints import CorruptCheckpointError
     from trainwell.tools.lr_finder import LRFinderResult, find_lr
     from trainwell.tools.plotting import history_frame, plot_history, plot_metric
@@ -96,7 +98,10 @@ _LAZY = {
     "Experiment": "trainwell.experiment.experiment",
     "Hyperparameter": "trainwell.search.grid",
     "LRFinderResult": "trainwell.tools.lr_finder",
+    "LogRange": "trainwell.search.space",
     "ModelBundle": "trainwell.experiment.experiment",
+    "Range": "trainwell.search.space",
+    "Search": "trainwell.search.search",
     "Summary": "trainwell.tools.summary",
     "find_lr": "trainwell.tools.lr_finder",
     "history_frame": "trainwell.tools.plotting",
