@@ -118,7 +118,7 @@ def test_other_subcommands_refuse_what_is_not_a_run(tmp_path, capsys, monkeypatc
     assert "is not a directory" in _fails(capsys, "show", "nowhere")
     assert "`DIR` must be a run directory written by `trainwell fit`" in _fails(capsys, "test", str(tmp_path))
     assert "`DIR` must be a run directory" in _fails(capsys, "predict", str(tmp_path))
-    assert "comes with the hyperparameter search (issue #15" in _fails(capsys, "search", "--config", "x.yaml")
+    assert "`--config` cannot be read" in _fails(capsys, "search", "--config", "x.yaml")
     assert "unknown subcommand 'fti'. Did you mean 'fit'?" in _fails(capsys, "fti")
     assert main(["--help"]) == 0 and "Exit status: 0 done" in capsys.readouterr().out
 

@@ -50,21 +50,28 @@ TRAIN_KEYS = (
 )
 
 
-def build_experiment(config: FitConfig) -> tuple[Experiment, dict[str, Split], Any]:
+def build_experiment(
+    config: FitConfig, *, experiment_class: type[Experiment] = Experiment, with_data: bool = True
+) -> tuple[Experiment, dict[str, Split], Any]:
     """The Experiment, the data's splits and the instantiated config (callbacks, loss, metrics built).
 
     The seed is set first: the network's initial weights and the data are random draws made before the
     Experiment exists, and a rerun of the config must draw them again the same way.
+
+    Args:
+        config: the parsed config.
+        experiment_class: the class to build (``trainwell search`` gives each trial its own callbacks).
+        with_data: load the data's splits (else the returned splits are empty).
     """
     objects = config.instantiate()
     if objects["seed"] is not None:
         set_seeds(objects["seed"])
     objects["lr_schedulers"] = build_lr_schedulers(objects["lr_schedulers"])
     network = build_network(objects["network"])
-    splits = load_splits(objects["data"])
+    splits = load_splits(objects["data"]) if with_data else {}
     arguments = {key: objects[key] for key in EXPERIMENT_KEYS}
     try:
-        experiment = Experiment(objects["directory"], network, **arguments)
+        experiment = experiment_class(objects["directory"], network, **arguments)
     except (TypeError, ValueError) as error:  # the library's message names the argument, i.e. the key
         raise ConfigError(str(error)) from error
     return experiment, splits, objects

@@ -25,7 +25,7 @@ SUBCOMMANDS = {
     "test": "evaluate a run's checkpoint (best, last or an epoch) on a split of its data",
     "predict": "write a run's predictions on a split of its data (safetensors)",
     "show": "print a run's epochs, best epoch, test results, config and versions; compare runs",
-    "search": "hyperparameter search (comes with the search issue, #15; not available yet)",
+    "search": "hyperparameter search from a fit config plus a search: section (one run per trial; rerun: resume)",
 }
 
 USAGE = "usage: trainwell {" + ",".join(SUBCOMMANDS) + "} ...  (trainwell SUBCOMMAND --help for its options)"
