@@ -13,6 +13,7 @@ from torch import nn
 
 from tests.compat.tensorboard_files import hparams_entry
 from trainwell import Experiment, Hyperparameter, Model, Search
+from trainwell import callbacks as trainwell_callbacks
 
 X = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
 Y = (X[:, 0] > 0).long()
@@ -117,3 +118,55 @@ def test_a_diverged_trial_is_a_result_of_the_search_not_an_error(tmp_path):
     table = again.train_data(x, y, validation_data=(x, y), epochs=1, batch_size=8)
     assert table["state"].tolist() == ["fail", "complete"]
     assert len(again.study.trials) == 2  # the failed trial was not run again
+
+
+class _CountEpochs(trainwell_callbacks.Callback):
+    """Counts the epochs it sees; its count is its state, checkpointed like any callback's."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = 0
+        self.seen_at_start = []
+
+    def on_train_begin(self, logs):
+        self.seen_at_start.append(self.epochs)
+
+    def on_epoch_end(self, epoch_number, logs):
+        self.epochs += 1
+
+    def state_dict(self):
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state):
+        self.epochs = state["epochs"]
+
+
+def test_every_trial_gets_its_own_callbacks_and_schedulers(tmp_path):
+    given = _CountEpochs()
+    stopper = trainwell_callbacks.EarlyStopping(monitor="val_loss", patience=1)
+    search = Search(tmp_path, build, {"lr": [0.03, 0.01], "width": [4]}, objective="val_loss", sampler="grid",
+                    verbose=False)  # fmt: skip
+    search.train_data(X, Y, validation_data=(X[:32], Y[:32]), epochs=2, batch_size=16, callbacks=[given, stopper])
+    assert given.epochs == 0 and given.seen_at_start == []  # copies trained, not the object given
+    assert stopper.monitor.best_epoch is None
+    made = []
+
+    def per_trial(params):
+        made.append(_CountEpochs())
+        return made[-1:]
+
+    Search(tmp_path / "factory", build, {"lr": [0.03, 0.01], "width": [4]}, objective="val_loss", sampler="grid",
+           verbose=False).train_data(X, Y, validation_data=(X[:32], Y[:32]), epochs=2, batch_size=16,
+                                     callbacks=per_trial)  # fmt: skip
+    assert [callback.seen_at_start for callback in made] == [[0], [0]]
+    assert [callback.epochs for callback in made] == [2, 2]
+
+
+def test_a_callback_that_cannot_be_copied_is_refused_with_the_way_out(tmp_path):
+    class Unique(trainwell_callbacks.Callback):
+        def __deepcopy__(self, memo):
+            raise RuntimeError("holds an open writer")
+
+    search = Search(tmp_path, build, {"lr": [0.03], "width": [4]}, objective="loss", sampler="grid", verbose=False)
+    with pytest.raises(TypeError, match=r"`callbacks`: a Unique cannot be copied .* callbacks=lambda params"):
+        search.train_data(X, Y, epochs=1, batch_size=16, callbacks=[Unique()])

@@ -34,6 +34,7 @@ from trainwell.search.reporting import (
 )
 from trainwell.search.space import Space
 from trainwell.search.study import FINAL, StudyHandle
+from trainwell.search.trial_options import trial_options
 from trainwell.utils.tensors import set_seeds
 
 if TYPE_CHECKING:
@@ -312,10 +313,11 @@ class Search:
             reporter = TrialReporter(
                 trial, self.objective, prune=not isinstance(self._pruner, optuna.pruners.NopPruner)
             )
-            callbacks = [*(kwargs.get("callbacks") or []), reporter]
+            options = trial_options(kwargs, params)  # the trial's own callbacks and schedulers
+            callbacks = [*(options.get("callbacks") or []), reporter]
             try:
                 with Heartbeat(lambda: handle.beat(trial_id), self.heartbeat_interval):
-                    getattr(experiment, method)(*data, **{**kwargs, "callbacks": callbacks})
+                    getattr(experiment, method)(*data, **{**options, "callbacks": callbacks})
             except FloatingPointError as error:  # diverged (NaN loss or weights): a result of the search
                 self._finish(handle, trial, slot, params, TrialState.FAIL, directory, started, reason=str(error))
                 return
