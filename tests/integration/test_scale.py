@@ -1,0 +1,126 @@
+"""Real ``torchrun`` runs on the CPU (gloo) past DDP's basics: ``no_sync`` accumulation, FSDP, and exact
+resume on another number of processes. See scale_script.py for what each mode does."""
+
+import json
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.integration.test_distributed import _ABORT, ENVIRONMENT, _failure, _free_port, _kill_all
+
+SCRIPT = Path(__file__).with_name("scale_script.py")
+
+
+def _torchrun(mode, directory, processes, env=None, nodes=None):
+    where = ["--nnodes=2", f"--node_rank={nodes[0]}", "--master_addr=127.0.0.1"] if nodes else []
+    port = nodes[1] if nodes else _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        *where,
+        f"--nproc_per_node={processes}",
+        f"--master_port={port}",
+        str(SCRIPT),
+        mode,
+        str(directory),
+    ]
+    return subprocess.Popen(
+        command, env={**ENVIRONMENT, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _run(mode, directory, processes, env=None, expect_kill=False):
+    """Runs once; a worker abort (see test_distributed._finish_retrying_abort) is reported and run again."""
+    for attempt in range(2):
+        process = _torchrun(mode, directory, processes, env)
+        try:
+            out, err = process.communicate(timeout=150)
+        except subprocess.TimeoutExpired:
+            _kill_all(process)
+            process.communicate()
+            raise
+        if expect_kill or process.returncode == 0:
+            return out, err, process.returncode
+        if _ABORT in err and attempt == 0:
+            warnings.warn(f"a torchrun worker aborted ({_ABORT}) in {mode}; the run was started again", stacklevel=2)
+            continue
+        raise AssertionError(_failure(err))
+    raise AssertionError("unreachable")
+
+
+def _json(path):
+    return json.loads(Path(path).read_text())
+
+
+def _assert_weights_close(one, other, tolerance):
+    assert one.keys() == other.keys()
+    for name in one:
+        np.testing.assert_allclose(np.array(one[name]), np.array(other[name]), rtol=0, atol=tolerance, err_msg=name)
+
+
+# -- one launch of 2 processes: no_sync, then FSDP ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("two")
+    _run("two", directory, 2)
+    return [_json(directory / f"two{rank}.json") for rank in (0, 1)]
+
+
+def test_accumulation_skips_the_all_reduce_of_micro_batches_that_do_not_step(two_ranks):
+    for result in two_ranks:
+        nosync = result["nosync"]
+        # 6 batches per rank, batches_per_step=3: 2 optimizer steps. One all-reduce per step instead of
+        # one per micro-batch: batches_per_step - 1 = 2 fewer per step (the tiny network is one bucket).
+        assert nosync["steps"] == 2
+        assert (nosync["known"], nosync["unknown"]) == (2, 6)
+        # The same weights as reducing every micro-batch (the generator's run, whose length is unknown).
+        _assert_weights_close(nosync["known_weights"], nosync["unknown_weights"], 1e-6)
+
+
+def test_fsdp_shards_parameters_and_optimizer_state_and_trains_like_ddp(two_ranks):
+    shares = [result["fsdp"]["shares"] for result in two_ranks]
+    for kind in ("parameters", "optimizer"):
+        held = [share[kind][0] for share in shares]
+        total = shares[0][kind][1]
+        assert sum(held) == total  # every element on exactly one rank
+        assert max(held) <= 0.55 * total, (kind, held, total)  # about 1/W each (rows split 2 ways)
+    for result in two_ranks:
+        fsdp = result["fsdp"]
+        assert fsdp["wrapped"] == "FSDPSequential"  # fully_shard, in place: no DDP wrapper
+        fits = fsdp["fits"]
+        np.testing.assert_allclose(fits["fsdp"]["history"], fits["ddp"]["history"], rtol=0, atol=1e-5)
+        _assert_weights_close(fits["fsdp"]["weights"], fits["ddp"]["weights"], 1e-5)
+    assert two_ranks[0]["fsdp"]["fits"] == two_ranks[1]["fsdp"]["fits"]  # whole weights gathered on every rank
+
+
+def test_fsdp_bf16_computes_in_bfloat16_over_float32_shards(two_ranks):
+    bf16 = two_ranks[0]["fsdp"]["bf16"]
+    assert bf16["compute_dtypes"] == ["torch.bfloat16"]
+    assert (bf16["shard_dtype"], bf16["output_dtype"]) == ("torch.float32", "float32")
+    assert bf16["losses"][1] < bf16["losses"][0]
+
+
+def test_fsdp_refuses_bad_input_naming_the_argument(two_ranks):
+    errors = two_ranks[0]["fsdp"]["errors"]
+    assert errors["instance"].startswith("ValueError: `optimizer` is an instance (SGD)")
+    assert "pass it by name: optimizer='adam'" in errors["instance"]
+    assert errors["nothing"].startswith("ValueError: `strategy='fsdp'` has nothing to shard")
+    assert errors["fp16"].startswith("ValueError: `precision='16'` with strategy='fsdp'")
+    assert errors["strategy"].startswith("ValueError: `strategy` must be 'ddp', 'fsdp'")
+
+
+def test_fsdp_outside_a_process_group_is_refused():
+    from torch import nn
+
+    from trainwell import Model
+
+    with pytest.raises(
+        RuntimeError, match=r"`strategy='fsdp'` shards the network over the processes of a process group"
+    ):
+        Model(nn.Linear(2, 2), "sgd", "mse", strategy="fsdp")
