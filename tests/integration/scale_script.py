@@ -206,7 +206,7 @@ def elastic(directory: Path) -> None:
     run.train_data(
         x,
         y,
-        epochs=3,
+        epochs=2,
         batch_size=GLOBAL_BATCH // distributed.world_size(),
         verbose=False,
         checkpoint_every_n_steps=3,

@@ -1,8 +1,8 @@
 """Real ``torchrun`` runs on the CPU (gloo) past DDP's basics: ``no_sync`` accumulation, FSDP, and exact
 resume on another number of processes. See scale_script.py for what each mode does."""
 
+import csv
 import json
-import signal
 import subprocess
 import sys
 import warnings
@@ -35,18 +35,27 @@ def _torchrun(mode, directory, processes, env=None, nodes=None):
     )
 
 
-def _run(mode, directory, processes, env=None, expect_kill=False):
-    """Runs once; a worker abort (see test_distributed._finish_retrying_abort) is reported and run again."""
+def _run(mode, directory, processes, env=None, nodes=1):
+    """Runs to its end (``nodes=2``: two torchrun agents on 127.0.0.1, ``processes`` each); a worker abort
+    (see test_distributed._finish_retrying_abort) is reported and the run started again."""
     for attempt in range(2):
-        process = _torchrun(mode, directory, processes, env)
-        try:
-            out, err = process.communicate(timeout=150)
-        except subprocess.TimeoutExpired:
-            _kill_all(process)
-            process.communicate()
-            raise
-        if expect_kill or process.returncode == 0:
-            return out, err, process.returncode
+        port = _free_port()
+        agents = [
+            _torchrun(mode, directory, processes, env, nodes=(node, port) if nodes > 1 else None)
+            for node in range(nodes)
+        ]
+        outputs = []
+        for process in agents:
+            try:
+                outputs.append(process.communicate(timeout=150))
+            except subprocess.TimeoutExpired:
+                for agent in agents:
+                    _kill_all(agent)
+                    agent.communicate()
+                raise
+        err = "".join(error for _, error in outputs)
+        if all(process.returncode == 0 for process in agents):
+            return err
         if _ABORT in err and attempt == 0:
             warnings.warn(f"a torchrun worker aborted ({_ABORT}) in {mode}; the run was started again", stacklevel=2)
             continue
@@ -124,3 +133,74 @@ def test_fsdp_outside_a_process_group_is_refused():
         RuntimeError, match=r"`strategy='fsdp'` shards the network over the processes of a process group"
     ):
         Model(nn.Linear(2, 2), "sgd", "mse", strategy="fsdp")
+
+
+# -- elastic exact resume ----------------------------------------------------------------------------------
+def _global_batches(directory, leg):
+    """{step: the global batch's sample indices in order} of one leg: its ranks' batches interleaved."""
+    files = sorted(Path(directory).glob(f"seen_{leg}_*.txt"))
+    per_rank = []
+    for path in files:
+        lines = [line.split() for line in path.read_text().splitlines()]
+        per_rank.append({int(step): [int(i) for i in indices.split(",")] for step, indices in lines})
+    batches = {}
+    for step in per_rank[0]:
+        parts = [rank[step] for rank in per_rank]
+        batches[step] = [part[j] for j in range(len(parts[0])) for part in parts if j < len(part)]
+    return batches
+
+
+def _log_rows(directory):
+    with open(Path(directory) / "log.tsv", newline="") as handle:
+        return [
+            {k: float(v) for k, v in row.items() if k != "time" and v} for row in csv.DictReader(handle, delimiter="\t")
+        ]
+
+
+def _killed(directory, leg, processes, strategy, kill_at, nodes=1):
+    env = {"LEG": leg, "STRATEGY": strategy, "KILL_AT": str(kill_at)}
+    port = _free_port()
+    agents = [
+        _torchrun("elastic", directory, processes, env, nodes=(node, port) if nodes > 1 else None)
+        for node in range(nodes)
+    ]
+    for agent in agents:
+        _, err = agent.communicate(timeout=150)
+        # Every worker killed itself with SIGKILL after step kill_at: torchrun reports the signal.
+        assert agent.returncode != 0 and "(SIGKILL)" in err, _failure(err)
+
+
+def test_a_run_killed_and_resumed_on_other_numbers_of_processes_ends_like_the_uninterrupted_one(tmp_path):
+    """2 nodes x 1 process (FSDP), killed mid-epoch 1 -> 1 process (DDP), killed mid-epoch 2 -> 2 processes
+    (FSDP) to the end, against one uninterrupted process; the global batch stays 16 throughout."""
+    reference, chain = tmp_path / "reference", tmp_path / "chain"
+    reference.mkdir()
+    chain.mkdir()
+    alone = subprocess.run(
+        [sys.executable, str(SCRIPT), "elastic", str(reference)],
+        env={**ENVIRONMENT, "LEG": "ref"},
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert alone.returncode == 0, _failure(alone.stderr)
+    _killed(chain, "a", 1, "fsdp", kill_at=4, nodes=2)  # the checkpoint of step 3 is the last written
+    _killed(chain, "b", 1, "ddp", kill_at=10)  # resumes step 3 (2 -> 1, FSDP's files read by DDP)
+    _run("elastic", chain, 2, env={"LEG": "c", "STRATEGY": "fsdp"})  # resumes step 9 (1 -> 2)
+    resumed_from = [call["resumed_from"] for call in _json(chain / "run.json")["trainings"]]
+    assert resumed_from == [None, "step_000000003", "step_000000009"]
+    # Every step of every leg trained the uninterrupted run's global batch: the same samples, same order.
+    expected = _global_batches(reference, "ref")
+    assert sorted(expected) == list(range(1, 13)) and all(len(batch) == 16 for batch in expected.values())
+    legs = {leg: _global_batches(chain, leg) for leg in "abc"}
+    assert [sorted(legs[leg]) for leg in "abc"] == [[1, 2, 3, 4], list(range(4, 11)), [10, 11, 12]]
+    for batches in legs.values():
+        for step, batch in batches.items():
+            assert batch == expected[step], step
+    # The final weights and every epoch's logs equal the uninterrupted run's to float-summation order.
+    _assert_weights_close(_json(chain / "weights.json"), _json(reference / "weights.json"), 1e-5)
+    rows, expected_rows = _log_rows(chain), _log_rows(reference)
+    assert [row["epoch"] for row in rows] == [1.0, 2.0]
+    for row, expected_row in zip(rows, expected_rows):
+        assert row.keys() == expected_row.keys()
+        np.testing.assert_allclose(list(row.values()), list(expected_row.values()), rtol=0, atol=1e-5)

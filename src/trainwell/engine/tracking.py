@@ -418,10 +418,11 @@ class MetricTracker:
     def load_merged(self, states: Sequence[dict[str, Any]]) -> None:
         """Restores the sum of several :meth:`state_dict` s: every rank's share of a phase, on one rank.
 
-        An elastic resume (a mid-epoch checkpoint of W ranks continued on W' ranks) gives the first new
-        rank the merged running sums and epoch-metric states of all the old ranks, and the others
-        nothing; the reduction at the end of the phase then adds up the same totals. The sums match the
-        uninterrupted run's to float-summation order (the additions are grouped differently).
+        An elastic resume (a mid-epoch checkpoint of W ranks continued on W' ranks) gives rank 0 the
+        merged running sums and epoch-metric states of all the old ranks, and the other ranks zeros laid
+        out the same way (the next checkpoint gathers the same structure from every rank); the reduction
+        at the end of the phase then adds up the same totals. The sums match the uninterrupted run's to
+        float-summation order (the additions are grouped differently).
         """
         totals: list[torch.Tensor] | None = None
         count = numel = 0
@@ -448,6 +449,12 @@ class MetricTracker:
             metric.load_state_dict(_merged(metric, collected))
         for index, holder in enumerate(self._states):
             holder.load_state_dict(_merged(holder, [states_of_rank[index] for states_of_rank in batch_states]))
+        if distributed.rank() != 0:  # the totals are rank 0's to carry
+            self._sums = None if totals is None else [torch.zeros_like(total) for total in totals]
+            self.count = self._numel_total = 0
+            self.outputs, self.output_sizes = [], []
+            for metric in [*self.epoch_metrics, *self._states]:
+                metric.reset()
 
 
 def _merged(metric: Any, states: list[Any]) -> Any:

@@ -186,13 +186,13 @@ def _elastic_share(shares: list[dict[str, Any]]) -> dict[str, Any]:
     """This rank's part of a mid-epoch state saved by another number of processes (an elastic resume).
 
     The data order comes from rank 0's generators (its shuffle is broadcast), so every new rank takes
-    rank 0's; the first new rank takes every old rank's running sums, to be merged, and the others start
-    from zero, so that the sums reduced at the end of the epoch are the uninterrupted run's.
+    rank 0's; the old ranks' running sums go to rank 0, merged, and the others start from zero
+    (:meth:`trainwell.engine.tracking.MetricTracker.load_merged`), so that the sums reduced at the end of
+    the epoch are the uninterrupted run's.
     """
     share = _restored(dict(shares[0]))
-    share["tracker"] = [own.get("tracker") for own in shares] if distributed.rank() == 0 else None
-    if share["tracker"] is not None and any(tracker is None for tracker in share["tracker"]):
-        share["tracker"] = None
+    trackers = [own.get("tracker") for own in shares]
+    share["tracker"] = None if any(tracker is None for tracker in trackers) else trackers
     return share
 
 
