@@ -272,9 +272,10 @@ class Loop:
         if resume is not None and resume.batch > 0:
             done = resume.batch
             check_global_batch(source, resume.global_batch, resume.saved_world_size)
-            if resume.tracker is not None:  # a list: every old rank's share (an elastic resume)
-                load = tracker.load_state_dict if isinstance(resume.tracker, dict) else tracker.load_merged
-                load(resume.tracker)
+            if isinstance(resume.tracker, dict):
+                tracker.load_state_dict(resume.tracker)
+            elif resume.tracker is not None:  # every old rank's share (an elastic resume)
+                tracker.load_merged(resume.tracker)
             state.epoch_rng = resume.epoch_rng
             batches: Iterable[Any] = _continue(source, done, resume.epoch_rng, resume.source_state)
         else:
