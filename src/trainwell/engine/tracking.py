@@ -437,9 +437,10 @@ class MetricTracker:
                 totals = list(sums) if totals is None else [a + b for a, b in zip(totals, sums)]
             count += self.count
             numel += self._numel_so_far()
+            # Copies: a metric's state_dict may hold its live buffers, which the next load overwrites.
             for collected, metric in zip(epoch_states, self.epoch_metrics):
-                collected.append(metric.state_dict())
-            batch_states.append([holder.state_dict() for holder in self._states])
+                collected.append(torch_apply(metric.state_dict(), torch.Tensor.clone))
+            batch_states.append([torch_apply(holder.state_dict(), torch.Tensor.clone) for holder in self._states])
             outputs += self.outputs
             sizes += self.output_sizes
         self._sums, self.count, self._numel_total = totals, count, numel
