@@ -156,7 +156,13 @@ def shard_network(network: nn.Module, policy: FSDP, precision: str, optimizer: A
             "`precision='16'` with strategy='fsdp': float16 needs a gradient scaler across shards, which trainwell "
             "does not offer. Use precision='bf16' (FSDP's mixed precision in bfloat16) or '32'."
         )
-    options: dict[str, Any] = {"reshard_after_forward": policy.reshard_after_forward}
+    from torch.distributed.device_mesh import init_device_mesh
+
+    # The mesh follows where the network is (CPU + gloo, or this rank's GPU + NCCL), not whether the
+    # machine has a GPU, which is what fully_shard's default mesh would follow.
+    where = trainable[0].device.type
+    mesh = init_device_mesh(where, (dist.get_world_size(),))
+    options: dict[str, Any] = {"reshard_after_forward": policy.reshard_after_forward, "mesh": mesh}
     if precision == "bf16":
         options["mp_policy"] = MixedPrecisionPolicy(
             param_dtype=torch.bfloat16, reduce_dtype=torch.float32, output_dtype=torch.float32
