@@ -171,8 +171,8 @@ def _killed(directory, leg, processes, strategy, kill_at, nodes=1):
 
 
 def test_a_run_killed_and_resumed_on_other_numbers_of_processes_ends_like_the_uninterrupted_one(tmp_path):
-    """2 nodes x 1 process (FSDP), killed mid-epoch 1 -> 1 process (DDP), killed mid-epoch 2 -> 2 processes
-    (FSDP) to the end, against one uninterrupted process; the global batch stays 16 throughout."""
+    """2 nodes x 1 process (FSDP), killed mid-epoch 1 -> 1 process (FSDP), killed mid-epoch 2 -> 2 processes
+    (DDP) to the end, against one uninterrupted process; the global batch stays 16 throughout."""
     reference, chain = tmp_path / "reference", tmp_path / "chain"
     reference.mkdir()
     chain.mkdir()
@@ -185,8 +185,8 @@ def test_a_run_killed_and_resumed_on_other_numbers_of_processes_ends_like_the_un
     )
     assert alone.returncode == 0, _failure(alone.stderr)
     _killed(chain, "a", 1, "fsdp", kill_at=4, nodes=2)  # the checkpoint of step 3 is the last written
-    _killed(chain, "b", 1, "ddp", kill_at=10)  # resumes step 3 (2 -> 1, FSDP's files read by DDP)
-    _run("elastic", chain, 2, env={"LEG": "c", "STRATEGY": "fsdp"})  # resumes step 9 (1 -> 2)
+    _killed(chain, "b", 1, "fsdp", kill_at=10)  # resumes step 3 (2 nodes -> 1 process)
+    _run("elastic", chain, 2, env={"LEG": "c", "STRATEGY": "ddp"})  # resumes step 9 (1 -> 2; FSDP's files, DDP)
     resumed_from = [call["resumed_from"] for call in _json(chain / "run.json")["trainings"]]
     assert resumed_from == [None, "step_000000003", "step_000000009"]
     # Every step of every leg trained the uninterrupted run's global batch: the same samples, same order.
