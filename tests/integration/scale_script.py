@@ -122,6 +122,12 @@ def fsdp(directory: Path) -> dict:
                 "optimizer": _local_numel(optimizer_state),
             }
             wrapped = type(model._steps.network).__name__
+            # A checkpoint's snapshot: the whole tensors, on rank 0's host only.
+            snapshot = model.training_state()
+            kept = {
+                "network": {name: list(tensor.shape) for name, tensor in snapshot["network"].items()},
+                "optimizer": sum(len(entry) for entry in snapshot["optimizer"]["state"].values()),
+            }
     # bf16: FSDP's mixed precision (the layers compute with bfloat16 weights; the shards stay float32).
     torch.manual_seed(2)
     bf16 = Model(network(), "adam", "cross_entropy", precision="bf16", strategy="fsdp")
@@ -141,6 +147,7 @@ def fsdp(directory: Path) -> dict:
         "fits": fits,
         "shares": shares,
         "wrapped": wrapped,
+        "snapshot": kept,
         "bf16": {
             "losses": [epoch["loss"] for epoch in bf16_history],
             "compute_dtypes": sorted(set(seen)),

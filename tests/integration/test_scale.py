@@ -106,6 +106,10 @@ def test_fsdp_shards_parameters_and_optimizer_state_and_trains_like_ddp(two_rank
         np.testing.assert_allclose(fits["fsdp"]["history"], fits["ddp"]["history"], rtol=0, atol=1e-5)
         _assert_weights_close(fits["fsdp"]["weights"], fits["ddp"]["weights"], 1e-5)
     assert two_ranks[0]["fsdp"]["fits"] == two_ranks[1]["fsdp"]["fits"]  # whole weights gathered on every rank
+    # A checkpoint's snapshot holds the whole tensors on rank 0 alone (one host copy of the model).
+    whole = {"0.weight": [16, 8], "0.bias": [16], "2.weight": [3, 16], "2.bias": [3]}
+    assert two_ranks[0]["fsdp"]["snapshot"] == {"network": whole, "optimizer": 12}  # step, exp_avg, exp_avg_sq x 4
+    assert two_ranks[1]["fsdp"]["snapshot"] == {"network": {}, "optimizer": 0}
 
 
 def test_fsdp_bf16_computes_in_bfloat16_over_float32_shards(two_ranks):

@@ -14,10 +14,11 @@ bfloat16, gradients reduced in float32, outputs given back in float32 and the sh
 optimizer state stay float32. fp16 (a gradient scaler across shards) is not offered.
 
 Checkpoints stay trainwell's pickle-free safetensors: :func:`full_state_dict` gathers every sharded
-tensor whole (an all-gather per tensor; every rank calls it), rank 0 writes the same files a single
-process writes, and :func:`load_full_state_dict` gives each rank its own slice of them. That needs the
-whole model in host memory on the writing rank, and makes every checkpoint loadable by any number of
-processes, with or without FSDP.
+tensor whole (an all-gather per tensor, so one tensor at a time on the device; every rank calls it) and
+for a checkpoint only rank 0 keeps them on the host; rank 0 writes the same files a single process
+writes, and :func:`load_full_state_dict` gives each rank its own slice of them. That needs the whole
+model in rank 0's host memory (and in every rank's while resuming, until it has cut its slices), and
+makes every checkpoint loadable by any number of processes, with or without FSDP.
 """
 
 from __future__ import annotations
@@ -171,19 +172,35 @@ def shard_network(network: nn.Module, policy: FSDP, precision: str, optimizer: A
         fully_shard(unit, **options)
 
 
-def _full(value: Any) -> Any:
+_DROPPED = object()  # what a rank that does not keep the gathered tensors gets instead
+
+
+def _full(value: Any, keep: bool) -> Any:
     from torch.distributed.tensor import DTensor
 
     if isinstance(value, DTensor):
-        return value.full_tensor().detach().cpu()
+        whole = value.full_tensor()  # a collective: every rank takes part, one tensor at a time
+        return whole.detach().cpu() if keep else _DROPPED
     if isinstance(value, torch.Tensor):
-        return value.detach()
+        return value.detach() if keep else _DROPPED
     return value
 
 
-def full_state_dict(network: nn.Module) -> dict[str, torch.Tensor]:
-    """The network's state dict with every shard gathered whole (a collective under FSDP: every rank calls it)."""
-    return {name: _full(tensor) for name, tensor in network.state_dict().items()}
+def _keeps(main_only: bool) -> bool:
+    return not main_only or not dist.is_initialized() or dist.get_rank() == 0
+
+
+def full_state_dict(network: nn.Module, main_only: bool = False) -> dict[str, torch.Tensor]:
+    """The network's state dict with every shard gathered whole (a collective under FSDP: every rank calls it).
+
+    Args:
+        network: a module, sharded or not.
+        main_only: only rank 0 keeps the whole tensors (the others get an empty dict), so that a
+            checkpoint costs host memory for one copy of the model, not one per rank.
+    """
+    keep = _keeps(main_only)
+    gathered = {name: _full(tensor, keep) for name, tensor in network.state_dict().items()}
+    return {name: tensor for name, tensor in gathered.items() if tensor is not _DROPPED}
 
 
 def _sliced(full: torch.Tensor, like: Any) -> Any:
@@ -214,17 +231,20 @@ def _optimizers(optimizer: Any) -> Iterable[tuple[str | None, torch.optim.Optimi
     return [(None, optimizer)]
 
 
-def full_optimizer_state(optimizer: Any) -> dict[str, Any]:
-    """``optimizer.state_dict()`` with every sharded tensor gathered whole (a collective: every rank calls it)."""
+def full_optimizer_state(optimizer: Any, main_only: bool = False) -> dict[str, Any]:
+    """``optimizer.state_dict()`` with every sharded tensor gathered whole (a collective: every rank calls it).
+
+    ``main_only``: only rank 0 keeps the gathered tensors (see :func:`full_state_dict`).
+    """
     state = optimizer.state_dict()
+    keep = _keeps(main_only)
 
     def gather(part: dict[str, Any]) -> dict[str, Any]:
-        return {
-            **part,
-            "state": {
-                index: {key: _full(value) for key, value in entry.items()} for index, entry in part["state"].items()
-            },
-        }
+        entries = {}
+        for index, entry in part["state"].items():
+            values = {key: _full(value, keep) for key, value in entry.items()}
+            entries[index] = {key: value for key, value in values.items() if value is not _DROPPED}
+        return {**part, "state": entries}
 
     if "state" in state:
         return gather(state)

@@ -50,7 +50,8 @@ class TrainingState:
 
         Under torchrun every rank must call it at the same step: the snapshot then also holds every
         rank's random generators and, mid-epoch, every rank's running sums (``snapshot['ranks']``), so
-        that each rank resumes its own share exactly.
+        that each rank resumes its own share exactly. Under ``strategy='fsdp'`` the weights and optimizer
+        state are gathered whole into rank 0's snapshot only (the others hold none of them).
 
         Returns:
             A nested dict of tensors and plain values; ``trainwell.storage.files.save_state`` stores it.
@@ -75,11 +76,12 @@ class TrainingState:
         snapshot: dict[str, Any] = {
             "format": SNAPSHOT_FORMAT,
             "next_epoch": state.epoch if mid_epoch else state.epoch + 1,
-            # Under FSDP every rank's slices are gathered whole (a collective): the files are a single process's.
-            "network": full_state_dict(self.network) if sharded else dict(self.network.state_dict()),
+            # Under FSDP every rank's slices are gathered whole (a collective) and kept by rank 0 alone, which
+            # writes the files: they are a single process's.
+            "network": full_state_dict(self.network, main_only=True) if sharded else dict(self.network.state_dict()),
             "optimizer": None
             if self.optimizer is None
-            else full_optimizer_state(self.optimizer)
+            else full_optimizer_state(self.optimizer, main_only=True)
             if sharded
             else self.optimizer.state_dict(),
             "loop": state.state_dict(),
