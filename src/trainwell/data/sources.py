@@ -32,7 +32,14 @@ from trainwell.data.sharding import ShardedSampler, shard, shard_length, shared_
 from trainwell.utils.rng import capture_rng, restore_rng
 from trainwell.utils.tensors import numpy_to_torch
 
-__all__ = ["IterableBatches", "TensorBatches", "is_sharded", "source_length"]
+__all__ = [
+    "IterableBatches",
+    "TensorBatches",
+    "check_global_batch",
+    "is_sharded",
+    "per_rank_batch_size",
+    "source_length",
+]
 
 
 class TensorBatches:
@@ -351,3 +358,41 @@ def source_length(source: Iterable[Any]) -> int | None:
 
 def _has_state(obj: Any) -> bool:
     return callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))
+
+
+def per_rank_batch_size(source: Any) -> int | None:
+    """The samples per batch on this rank of a training source, when it is known (else None).
+
+    >>> per_rank_batch_size(TensorBatches(torch.zeros(4), batch_size=2, shuffle=False))
+    2
+    """
+    if isinstance(source, TensorBatches):
+        return source.batch_size
+    inner = source.source if isinstance(source, IterableBatches) else source
+    size = getattr(inner, "batch_size", None)
+    if size is None:
+        size = getattr(getattr(inner, "batch_sampler", None), "batch_size", None)
+    return size if isinstance(size, int) else None
+
+
+def check_global_batch(source: Any, saved_global_batch: int | None, saved_world_size: int) -> None:
+    """Refuses to continue a mid-epoch checkpoint on another number of processes with another global batch.
+
+    An elastic resume (W ranks saved, W' ranks resume) repeats the interrupted epoch's batches only when
+    W' x the per-process ``batch_size`` is the global batch the checkpoint was taken with: global batch i
+    is then the same samples, split W' ways instead of W.
+    """
+    size = per_rank_batch_size(source)
+    ranks = distributed.world_size()
+    if saved_global_batch is None or size is None or size * ranks == saved_global_batch:
+        return
+    fix = (
+        f"pass batch_size={saved_global_batch // ranks} per process"
+        if saved_global_batch % ranks == 0
+        else f"{saved_global_batch} does not divide by {ranks}: resume on a number of processes that divides it"
+    )
+    raise ValueError(
+        f"`batch_size`: this mid-epoch checkpoint was taken with a global batch of {saved_global_batch} samples "
+        f"({saved_world_size} process(es)); this run has {ranks} process(es) x batch_size={size} = {size * ranks}. "
+        f"To continue the epoch with the same batches, {fix} (or resume from an end-of-epoch checkpoint)."
+    )

@@ -17,6 +17,7 @@ import torch
 
 from trainwell.callbacks.base import CallbackList
 from trainwell.data.batches import split_batch
+from trainwell.data.sources import check_global_batch, source_length
 from trainwell.engine.batch_logs import call_batch_end
 from trainwell.engine.step_context import StepContext
 from trainwell.engine.step_outputs import StepOutputs
@@ -94,9 +95,12 @@ class ResumePoint:
 
     epoch: int
     batch: int
-    tracker: dict[str, Any] | None = None
+    tracker: dict[str, Any] | list[dict[str, Any]] | None = None
     epoch_rng: dict[str, Any] | None = None
     source_state: dict[str, Any] | None = None
+    # The checkpoint's global batch (W x per-process batch) and W: a resume on W' processes must keep the former.
+    global_batch: int | None = None
+    saved_world_size: int = 1
 
 
 class Loop:
@@ -267,8 +271,11 @@ class Loop:
         done = 0
         if resume is not None and resume.batch > 0:
             done = resume.batch
-            if resume.tracker is not None:
+            check_global_batch(source, resume.global_batch, resume.saved_world_size)
+            if isinstance(resume.tracker, dict):
                 tracker.load_state_dict(resume.tracker)
+            elif resume.tracker is not None:  # every old rank's share (an elastic resume)
+                tracker.load_merged(resume.tracker)
             state.epoch_rng = resume.epoch_rng
             batches: Iterable[Any] = _continue(source, done, resume.epoch_rng, resume.source_state)
         else:
@@ -278,6 +285,7 @@ class Loop:
         backward_end = callbacks.listeners["on_backward_end"]
         end = callbacks.listeners["on_train_batch_end"]
         accumulate = batches_per_step > 1
+        length = source_length(source) if accumulate else None  # None: every micro-batch synchronizes
         # Poutyne's contract: gradients are still readable in on_train_batch_end. They are then cleared
         # when the next step begins; with no listener that may read them, right after the optimizer
         # step instead, so that they do not hold memory during the next forward pass.
@@ -297,10 +305,13 @@ class Loop:
                     method(batch_number, {})
                 started = time.perf_counter()
                 if custom is None:
-                    result = steps.forward_backward(batch, accumulate=accumulate)
+                    pending = batch_number % batches_per_step != 0
+                    # A micro-batch that does not step keeps its gradients local (no_sync), unless it may
+                    # be the epoch's last: the step after the loop must see reduced gradients.
+                    sync = not (pending and length is not None and batch_number < length)
+                    result = steps.forward_backward(batch, accumulate=accumulate, sync=sync)
                     for method in backward_end:
                         method(batch_number)
-                    pending = batch_number % batches_per_step != 0
                     if not pending:
                         steps.optimizer_step()
                 else:

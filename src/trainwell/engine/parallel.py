@@ -1,5 +1,7 @@
 """The network seen through ``DistributedDataParallel`` under torchrun: what the steps call.
 
+A network sharded with ``strategy='fsdp'`` (:mod:`trainwell.engine.sharded`) is called as it is.
+
 ``model.network`` stays the raw module (its ``state_dict`` keys do not change); the steps call the
 wrapper, which all-reduces gradients during backward.
 """
@@ -13,6 +15,7 @@ from torch import nn
 
 from trainwell.distributed.process import is_distributed
 from trainwell.engine.compilation import CompiledNetwork
+from trainwell.engine.sharded import is_fsdp
 
 __all__ = ["distribute", "wrap"]
 
@@ -45,6 +48,8 @@ def distribute(model: Any) -> None:
     device = steps.device
     if not is_distributed() or getattr(steps, "_distributed_for", None) == (id(model.network), device):
         return
+    if is_fsdp(model.network):
+        return  # sharded in place by strategy='fsdp' (trainwell.engine.sharded): it reduces its own gradients
     options = getattr(model, "_compile_options", None)
 
     def wrapped(module: nn.Module) -> nn.Module:

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from trainwell.data.batches import batch_size_of, split_batch, to_device
+from trainwell.engine.gradient_sync import gradient_sync, synchronize_gradients
 from trainwell.engine.input_errors import call_checked
 from trainwell.engine.precision import MixedPrecision
 from trainwell.engine.step_outputs import split_step_output
@@ -112,6 +113,7 @@ class Steps:
         # them in on_train_batch_end); False clears them at once. The loop sets it per epoch.
         self.keep_gradients = False
         self._step_open = False  # gradients of the current step are being accumulated
+        self._unsynced = False  # the last backward kept its gradients on this rank (no_sync)
         # The optimizers whose step ran while keep_gradients held: their gradients are kept, not cleared
         # yet. Only those are cleared later, so that training is the same with or without keep_gradients.
         self._kept: list[torch.optim.Optimizer] = []
@@ -161,12 +163,16 @@ class Steps:
         y = to_device(y, device)
         return self.loss_function(y_pred, y), y_pred, y  # type: ignore[misc]
 
-    def forward_backward(self, batch: Any, *, accumulate: bool) -> StepResult:
+    def forward_backward(self, batch: Any, *, accumulate: bool, sync: bool = True) -> StepResult:
         """Runs forward, loss and backward on a ``(x, y)`` batch, leaving the gradients in place.
 
         Args:
             batch: the ``(x, y)`` pair.
             accumulate: whether this batch is part of a multi-batch step (``batches_per_step > 1``).
+            sync: whether this backward synchronizes the gradients between torchrun ranks. False for
+                the micro-batches of an accumulation that do not step the optimizer: DDP's ``no_sync``
+                (FSDP's ``set_requires_gradient_sync(False)``) keeps their gradients local, and the next
+                synchronized backward reduces the whole sum at once.
         """
         if self.timer is not None:
             self.timer("callbacks")  # the batch-begin callbacks ran since the batch arrived
@@ -175,12 +181,15 @@ class Steps:
             self._release_kept()
             self._step_open = True
         x, y, size = _pair_and_size(batch, self.data_argument)
-        loss, y_pred, y = self._forward_loss(x, y)
-        if accumulate:
-            self.backward(loss * size)
-            self.examples_in_step += size
-        else:
-            self.backward(loss)
+        with gradient_sync(self.network, sync):
+            # DDP decides in its forward whether the backward reduces: both run inside the context.
+            loss, y_pred, y = self._forward_loss(x, y)
+            if accumulate:
+                self.backward(loss * size)
+                self.examples_in_step += size
+            else:
+                self.backward(loss)
+        self._unsynced = not sync
         y_pred = y_pred.detach() if isinstance(y_pred, torch.Tensor) else torch_apply(y_pred, torch.Tensor.detach)
         return StepResult(loss.detach(), y_pred, y, size)
 
@@ -206,6 +215,11 @@ class Steps:
             self.timer("callbacks")  # the backward-end callbacks
         if self.optimizer is None:
             raise RuntimeError("This Model has no optimizer: pass `optimizer` to Model(...) to train.")
+        if self._unsynced:
+            # The step ends on a micro-batch that kept its gradients local (an epoch cut short by
+            # stop_training): reduce them now, as the synchronized backward would have.
+            synchronize_gradients(self.network)
+            self._unsynced = False
         if self.examples_in_step:
             # Gradients of sum(loss_i * size_i); dividing by the total gives the big batch's mean gradient.
             scale = 1.0 / self.examples_in_step

@@ -414,3 +414,55 @@ class MetricTracker:
             metric.load_state_dict(metric_state)
         for metric_state_holder, metric_state in zip(self._states, state.get("batch_metric_states", [])):
             metric_state_holder.load_state_dict(metric_state)
+
+    def load_merged(self, states: Sequence[dict[str, Any]]) -> None:
+        """Restores the sum of several :meth:`state_dict` s: every rank's share of a phase, on one rank.
+
+        An elastic resume (a mid-epoch checkpoint of W ranks continued on W' ranks) gives rank 0 the
+        merged running sums and epoch-metric states of all the old ranks, and the other ranks zeros laid
+        out the same way (the next checkpoint gathers the same structure from every rank); the reduction
+        at the end of the phase then adds up the same totals. The sums match the uninterrupted run's to
+        float-summation order (the additions are grouped differently).
+        """
+        totals: list[torch.Tensor] | None = None
+        count = numel = 0
+        epoch_states: list[list[Any]] = [[] for _ in self.epoch_metrics]
+        batch_states: list[list[Any]] = []
+        outputs: list[dict[str, Any]] = []
+        sizes: list[int] = []
+        for state in states:
+            self.load_state_dict(state)
+            sums = self._folded()
+            if sums is not None:
+                totals = list(sums) if totals is None else [a + b for a, b in zip(totals, sums)]
+            count += self.count
+            numel += self._numel_so_far()
+            # Copies: a metric's state_dict may hold its live buffers, which the next load overwrites.
+            for collected, metric in zip(epoch_states, self.epoch_metrics):
+                collected.append(torch_apply(metric.state_dict(), torch.Tensor.clone))
+            batch_states.append([torch_apply(holder.state_dict(), torch.Tensor.clone) for holder in self._states])
+            outputs += self.outputs
+            sizes += self.output_sizes
+        self._sums, self.count, self._numel_total = totals, count, numel
+        self._pending, self._pending_sizes, self._pending_numels = [], [], []
+        self.outputs, self.output_sizes = outputs, sizes
+        for metric, collected in zip(self.epoch_metrics, epoch_states):
+            metric.load_state_dict(_merged(metric, collected))
+        for index, holder in enumerate(self._states):
+            holder.load_state_dict(_merged(holder, [states_of_rank[index] for states_of_rank in batch_states]))
+        if distributed.rank() != 0:  # the totals are rank 0's to carry
+            self._sums = None if totals is None else [torch.zeros_like(total) for total in totals]
+            self.count = self._numel_total = 0
+            self.outputs, self.output_sizes = [], []
+            for metric in [*self.epoch_metrics, *self._states]:
+                metric.reset()
+
+
+def _merged(metric: Any, states: list[Any]) -> Any:
+    merge = getattr(metric, "merge_states", None)
+    if merge is None:
+        raise ValueError(
+            f"The metric {type(metric).__name__} has no merge_states(), so its mid-epoch state cannot move to another "
+            "number of processes. Resume with the same number of processes, or from an end-of-epoch checkpoint."
+        )
+    return merge(states)

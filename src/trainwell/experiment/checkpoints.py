@@ -221,7 +221,8 @@ class RunCheckpointer(Callback):
     def _check_finite(self, where: str) -> None:
         tracker = self.model.state.tracker
         total = tracker.loss_total() if tracker is not None and tracker.with_loss else None
-        parameters = [parameter.detach() for parameter in self.model.network.parameters()]
+        # Under FSDP each rank checks its own slices (DTensors' local parts); the ranks then agree.
+        parameters = [_local(parameter.detach()) for parameter in self.model.network.parameters()]
         checks = [torch.isfinite(parameter).all() for parameter in parameters]
         if total is not None:
             checks.append(torch.isfinite(total).all())
@@ -358,3 +359,8 @@ def _plain(logs: Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(value, (int, float, str)) or value is None:
             plain[key] = value
     return plain
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    to_local = getattr(tensor, "to_local", None)  # a DTensor (strategy='fsdp'): this rank's slice
+    return to_local() if callable(to_local) else tensor

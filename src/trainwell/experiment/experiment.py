@@ -376,8 +376,8 @@ class Experiment(ModelBundle):
             (MSE, monitors ``val_loss`` min); as in Poutyne, any word starting so ('classification',
             'regression') works. Explicit arguments win over the preset; an explicit ``monitor_metric``
             keeps its own mode (given, or inferred from its name).
-        **model_options: any other :class:`~trainwell.Model` keyword: ``precision``, ``compile``,
-            ``train_step``, ``evaluate_step``, ``epoch_functions``...
+        **model_options: any other :class:`~trainwell.Model` keyword: ``precision``, ``compile``, ``strategy``
+            (``'fsdp'`` under torchrun), ``train_step``, ``evaluate_step``, ``epoch_functions``...
 
     >>> import tempfile, torch
     >>> experiment = Experiment(tempfile.mkdtemp(), torch.nn.Linear(4, 3), task='classif')

@@ -30,6 +30,7 @@ from trainwell.engine.compilation import CompiledNetwork, compile_options
 from trainwell.engine.loop import Loop, LoopState
 from trainwell.engine.parallel import distribute
 from trainwell.engine.precision import MixedPrecision
+from trainwell.engine.sharded import FSDP, resolve_strategy, shard_network
 from trainwell.engine.step_context import EPOCH_FUNCTION_NAMES, StepContext
 from trainwell.engine.steps import StepFunction, Steps
 from trainwell.losses import resolve_loss
@@ -76,6 +77,9 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         sanity_check: before the first epoch of each ``fit``, run this many validation and training batches
             (True: 2, False: none) so that a broken evaluation path fails in seconds; the model is then put
             back exactly as it was (see :mod:`trainwell.engine.sanity`).
+        strategy: under torchrun, ``'ddp'`` (the default: DistributedDataParallel) or ``'fsdp'`` (PyTorch's
+            FSDP2: parameters, gradients and optimizer state sharded over the ranks; pass the optimizer by
+            name), or a :class:`~trainwell.engine.sharded.FSDP` policy naming the units. See docs/distributed.md.
 
     ``optimizer`` may also be a dict of named optimizers, ``{'generator': ..., 'discriminator': ...}``
     (instances, names or spec dicts built over the sub-network of the same name): ``model.optimizer`` is
@@ -105,6 +109,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         evaluate_step: StepFunction | None = None,
         epoch_functions: dict[str, Callable[..., Any]] | None = None,
         sanity_check: bool | int = True,
+        strategy: Any = None,
     ) -> None:
         if not isinstance(network, nn.Module):
             raise TypeError(
@@ -112,10 +117,12 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
                 "Wrap a function with trainwell.Lambda, or subclass nn.Module."
             )
         self.network = network
+        self.strategy = resolve_strategy(strategy)
+        fsdp = isinstance(self.strategy, FSDP)  # the optimizer is built on the shards, once they exist
         # A named optimizer over lazy layers waits for their shapes (the first batch of fit): see lazy_layers.
-        self._pending_optimizer = lazy_layers.defer_optimizer(optimizer, network)
+        self._pending_optimizer = None if fsdp else lazy_layers.defer_optimizer(optimizer, network)
         self.optimizer: Any = None
-        if self._pending_optimizer is None:
+        if self._pending_optimizer is None and not fsdp:
             self.optimizer = (
                 resolve_optimizers(optimizer, network)
                 if is_optimizer_mapping(optimizer)
@@ -138,7 +145,18 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         device = distributed.setup(device, network)  # under torchrun: joins the group, picks cuda:LOCAL_RANK
         if device is not None:
             self.to(device)
+        if isinstance(self.strategy, FSDP):
+            self._shard(self.strategy, optimizer, precision)
         self._compile()
+
+    def _shard(self, policy: FSDP, optimizer: Any, precision: Any) -> None:
+        """``strategy='fsdp'``: shards the network (see trainwell.engine.sharded), then builds the optimizer on it."""
+        name = MixedPrecision(precision).name
+        shard_network(self.network, policy, name, optimizer)
+        self.optimizer = resolve_optimizer(optimizer, self.network)
+        self._steps.optimizer = self.optimizer
+        if name == "bf16":  # FSDP's own mixed precision casts; no autocast on top
+            self._steps.set_precision(MixedPrecision("32"))
 
     def _set_custom_steps(
         self,

@@ -15,7 +15,15 @@ import torch
 from torch import nn
 
 from trainwell import distributed
+from trainwell.data.sources import per_rank_batch_size
 from trainwell.engine.loop import ResumePoint, generators_of
+from trainwell.engine.sharded import (
+    full_optimizer_state,
+    full_state_dict,
+    is_fsdp,
+    load_full_optimizer_state,
+    load_full_state_dict,
+)
 from trainwell.model import lazy_layers
 from trainwell.utils.rng import capture_rng, restore_rng
 
@@ -42,7 +50,8 @@ class TrainingState:
 
         Under torchrun every rank must call it at the same step: the snapshot then also holds every
         rank's random generators and, mid-epoch, every rank's running sums (``snapshot['ranks']``), so
-        that each rank resumes its own share exactly.
+        that each rank resumes its own share exactly. Under ``strategy='fsdp'`` the weights and optimizer
+        state are gathered whole into rank 0's snapshot only (the others hold none of them).
 
         Returns:
             A nested dict of tensors and plain values; ``trainwell.storage.files.save_state`` stores it.
@@ -63,11 +72,18 @@ class TrainingState:
                 "training_state() was called in the middle of a gradient accumulation (batches_per_step > 1): "
                 "take it after a batch that completes an optimizer step."
             )
+        sharded = is_fsdp(self.network)
         snapshot: dict[str, Any] = {
             "format": SNAPSHOT_FORMAT,
             "next_epoch": state.epoch if mid_epoch else state.epoch + 1,
-            "network": dict(self.network.state_dict()),
-            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            # Under FSDP every rank's slices are gathered whole (a collective) and kept by rank 0 alone, which
+            # writes the files: they are a single process's.
+            "network": full_state_dict(self.network, main_only=True) if sharded else dict(self.network.state_dict()),
+            "optimizer": None
+            if self.optimizer is None
+            else full_optimizer_state(self.optimizer, main_only=True)
+            if sharded
+            else self.optimizer.state_dict(),
             "loop": state.state_dict(),
             "steps": self._steps.state_dict(),
             "rng": capture_rng(),
@@ -82,6 +98,8 @@ class TrainingState:
                 "epoch_rng": state.epoch_rng,
                 # A stateful source's position (a torchdata StatefulDataLoader): it continues from here.
                 "source_state": _source_state(self._loop.train_source),
+                # W x the per-process batch: what an elastic resume on W' processes must keep.
+                "global_batch": _global_batch(self._loop.train_source),
             }
         if distributed.is_distributed():
             snapshot["ranks"] = _every_rank(snapshot)
@@ -98,10 +116,17 @@ class TrainingState:
                 f"This training state has format {snapshot.get('format')!r}; this trainwell reads format "
                 f"{SNAPSHOT_FORMAT}."
             )
-        self.network.load_state_dict(snapshot["network"])
+        sharded = is_fsdp(self.network)
+        if sharded:
+            load_full_state_dict(self.network, snapshot["network"])  # each rank keeps its slices
+        else:
+            self.network.load_state_dict(snapshot["network"])
         lazy_layers.ensure_optimizer(self)  # lazy layers now have the saved shapes: a named optimizer can be built
         if self.optimizer is not None and snapshot["optimizer"] is not None:
-            self.optimizer.load_state_dict(snapshot["optimizer"])
+            if sharded:
+                load_full_optimizer_state(self.optimizer, snapshot["optimizer"])
+            else:
+                self.optimizer.load_state_dict(snapshot["optimizer"])
             self._move_optimizer_state()
         self._loop.state.load_state_dict(snapshot["loop"])
         self._steps.load_state_dict(snapshot["steps"])
@@ -111,12 +136,15 @@ class TrainingState:
         self._loop.pending_source_generators = snapshot.get("source_generators") or None
         self._loop.pending_resume = None
         if progress is not None:
+            ranks = snapshot.get("ranks")
             self._loop.pending_resume = ResumePoint(
                 epoch=int(progress["epoch"]),
                 batch=int(progress["batch"]),
                 tracker=own["tracker"],
                 epoch_rng=own["epoch_rng"],
                 source_state=progress.get("source_state"),
+                global_batch=progress.get("global_batch"),
+                saved_world_size=int(ranks["world_size"]) if ranks else 1,
             )
         return int(snapshot["next_epoch"])
 
@@ -148,23 +176,42 @@ def _own_share(snapshot: dict[str, Any], mid_epoch: bool) -> dict[str, Any]:
     count = distributed.world_size() if distributed.is_distributed() else 1
     saved_count = int(ranks["world_size"]) if ranks else 1
     if saved_count != count:
-        if mid_epoch:
-            raise ValueError(
-                f"This training state was taken in the middle of an epoch by {saved_count} process(es); it resumes "
-                f"only with as many (this run has {count}). Resume with the same torchrun --nnodes/--nproc_per_node, "
-                "or from an end-of-epoch checkpoint."
-            )
-        return single  # at an epoch's end every rank may start from rank 0's generators
+        if not mid_epoch:
+            return single  # at an epoch's end every rank may start from rank 0's generators
+        return _elastic_share(ranks["shares"] if ranks else [single])
     if not ranks:
         return single
-    share = dict(ranks["shares"][distributed.rank()])
+    return _restored(dict(ranks["shares"][distributed.rank()]))
+
+
+def _elastic_share(shares: list[dict[str, Any]]) -> dict[str, Any]:
+    """This rank's part of a mid-epoch state saved by another number of processes (an elastic resume).
+
+    The data order comes from rank 0's generators (its shuffle is broadcast), so every new rank takes
+    rank 0's; the old ranks' running sums go to rank 0, merged, and the others start from zero
+    (:meth:`trainwell.engine.tracking.MetricTracker.load_merged`), so that the sums reduced at the end of
+    the epoch are the uninterrupted run's.
+    """
+    share = _restored(dict(shares[0]))
+    trackers = [own.get("tracker") for own in shares]
+    share["tracker"] = None if any(tracker is None for tracker in trackers) else trackers
+    return share
+
+
+def _restored(share: dict[str, Any]) -> dict[str, Any]:
+    """A gathered share with Python's cached Gaussian put back (NaN stood for None)."""
     for key in ("rng", "epoch_rng"):
         if share.get(key) is not None:
             gauss = share[key]["python"]["gauss"]
-            python = dict(share[key]["python"], gauss=None if math.isnan(gauss) else gauss)
+            python = dict(share[key]["python"], gauss=None if gauss is None or math.isnan(gauss) else gauss)
             share[key] = dict(share[key], python=python)
     share.setdefault("tracker", None)
     return share
+
+
+def _global_batch(source: Any) -> int | None:
+    size = per_rank_batch_size(source)
+    return None if size is None else size * (distributed.world_size() if distributed.is_distributed() else 1)
 
 
 def _has_gradients(network: nn.Module) -> bool:

@@ -8,6 +8,13 @@ import torch
 from torch import nn
 from typing_extensions import Self
 
+from trainwell.engine.sharded import (
+    full_optimizer_state,
+    full_state_dict,
+    is_fsdp,
+    load_full_optimizer_state,
+    load_full_state_dict,
+)
 from trainwell.model import lazy_layers
 from trainwell.storage.files import PathOrFile, load_state, load_tensors, save_state, save_tensors
 
@@ -28,23 +35,31 @@ class WeightsAndDevices:
     # -- weights and optimizer state ----------------------------------------------------------------------
     def save_weights(self, f: PathOrFile) -> None:
         """Saves the network's weights as safetensors (atomically when ``f`` is a path)."""
-        save_tensors(f, dict(self.network.state_dict()))
+        save_tensors(f, self._whole_weights())
 
     def load_weights(self, f: PathOrFile, strict: bool = True) -> None:
         """Loads weights from safetensors, or from a torch file read with ``weights_only=True``."""
         self.set_weights(load_tensors(f), strict=strict)
 
     def get_weights(self) -> dict[str, torch.Tensor]:
-        """The network's state dict (references to the live tensors)."""
-        return self.network.state_dict()
+        """The network's state dict (references to the live tensors; whole copies under ``strategy='fsdp'``)."""
+        return self._whole_weights() if is_fsdp(self.network) else self.network.state_dict()
 
     def get_weight_copies(self) -> dict[str, torch.Tensor]:
         """Copies of the network's weights on the CPU, unaffected by further training."""
-        return {name: tensor.detach().to("cpu", copy=True) for name, tensor in self.network.state_dict().items()}
+        weights = self._whole_weights() if is_fsdp(self.network) else self.network.state_dict()
+        return {name: tensor.detach().to("cpu", copy=True) for name, tensor in weights.items()}
+
+    def _whole_weights(self) -> dict[str, torch.Tensor]:
+        # Under FSDP every rank holds slices: they are gathered whole (every rank must call this).
+        return full_state_dict(self.network) if is_fsdp(self.network) else dict(self.network.state_dict())
 
     def set_weights(self, weights: dict[str, torch.Tensor], strict: bool = True) -> None:
         """Loads a state dict into the network (lazy layers take the saved shapes; a pending optimizer is built)."""
-        self.network.load_state_dict(weights, strict=strict)
+        if is_fsdp(self.network):
+            load_full_state_dict(self.network, weights, strict=strict)  # each rank keeps its slices
+        else:
+            self.network.load_state_dict(weights, strict=strict)
         lazy_layers.ensure_optimizer(self)
 
     def save_optimizer_state(self, f: PathOrFile) -> None:
@@ -52,14 +67,18 @@ class WeightsAndDevices:
         lazy_layers.require_optimizer(self, "save its state")
         if self.optimizer is None:
             raise RuntimeError("This Model has no optimizer whose state could be saved.")
-        save_state(f, self.optimizer.state_dict())
+        save_state(f, full_optimizer_state(self.optimizer) if is_fsdp(self.network) else self.optimizer.state_dict())
 
     def load_optimizer_state(self, f: PathOrFile) -> None:
         """Loads an optimizer state saved by :meth:`save_optimizer_state` (or a weights-only torch file)."""
         lazy_layers.require_optimizer(self, "load a state")
         if self.optimizer is None:
             raise RuntimeError("This Model has no optimizer to load a state into.")
-        self.optimizer.load_state_dict(load_state(f))
+        state = load_state(f)
+        if is_fsdp(self.network):
+            load_full_optimizer_state(self.optimizer, state)
+        else:
+            self.optimizer.load_state_dict(state)
         self._move_optimizer_state()
 
     # -- devices ------------------------------------------------------------------------------------------
