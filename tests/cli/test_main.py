@@ -132,3 +132,10 @@ def test_the_digits_example_config_resolves(capsys, monkeypatch) -> None:
     assert resolved["data"]["class_path"] == "examples.digits.load_splits"
     assert resolved["lr_schedulers"] == [{"class_path": "trainwell.CosineAnnealingLR", "init_args": {"T_max": 12}}]
     assert resolved["epochs"] == 12 and resolved["task"] == "classif"
+
+
+def test_the_strategy_key_is_checked_like_the_others(config, capsys) -> None:
+    err = _fails(capsys, "fit", "--config", str(config), "--strategy", "fdsp")
+    assert "`strategy` must be 'ddp', 'fsdp'" in err and "Received: strategy='fdsp'" in err
+    err = _fails(capsys, "fit", "--config", str(config), "--strategy", "fsdp")  # one process: nothing to shard over
+    assert "start the script with torchrun" in err

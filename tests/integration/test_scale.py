@@ -133,9 +133,7 @@ def test_fsdp_outside_a_process_group_is_refused():
 
     from trainwell import Model
 
-    with pytest.raises(
-        RuntimeError, match=r"`strategy='fsdp'` shards the network over the processes of a process group"
-    ):
+    with pytest.raises(ValueError, match=r"`strategy='fsdp'` shards the network over the processes of a process group"):
         Model(nn.Linear(2, 2), "sgd", "mse", strategy="fsdp")
 
 

@@ -42,6 +42,7 @@ FIT_KEYS: dict[str, tuple[Any, Any, str]] = {
     "monitor_metric": (str | None, None, "the epoch log deciding the best epoch (default: the task's)"),
     "monitor_mode": (str | None, None, "'min' or 'max' (default: from the metric)"),
     "precision": (str, "32", "'32', 'bf16' or '16' (mixed precision)"),
+    "strategy": (str | None, None, "under torchrun: 'ddp' (the default) or 'fsdp' (FSDP2: parameters sharded)"),
     "device": (str | None, None, "'cpu', 'cuda', 'cuda:1'... (default: where the network is, the CPU)"),
     "callbacks": (list[Callback], [], "callbacks as class_paths with init_args; their states are checkpointed"),
     # Checked by the schedulers themselves when built: their wrappers take the torch scheduler's arguments
@@ -57,7 +58,9 @@ FIT_KEYS: dict[str, tuple[Any, Any, str]] = {
     "verbose": (bool, True, "show the progress display"),
 }
 # What may change between two calls on one run directory without changing the run itself.
-RESUMABLE_CHANGES = ("epochs", "verbose")
+# The strategy too: a checkpoint holds whole tensors, so a run resumes under DDP or FSDP, on any number of
+# processes (docs/distributed.md).
+RESUMABLE_CHANGES = ("epochs", "verbose", "strategy")
 
 
 class FitConfig:

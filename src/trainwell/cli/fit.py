@@ -35,6 +35,7 @@ EXPERIMENT_KEYS = (
     "monitor_metric",
     "monitor_mode",
     "precision",
+    "strategy",
     "device",
 )
 TRAIN_KEYS = (

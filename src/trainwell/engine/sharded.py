@@ -128,7 +128,7 @@ def shard_network(network: nn.Module, policy: FSDP, precision: str, optimizer: A
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     if not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError(
+        raise ValueError(
             "`strategy='fsdp'` shards the network over the processes of a process group, and there is none: start "
             "the script with torchrun (torchrun --nproc_per_node=N train.py), or leave strategy out."
         )
