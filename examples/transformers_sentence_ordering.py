@@ -234,7 +234,9 @@ def main(directory: str | Path, stories: int = 2_500, epochs: int = EPOCHS, verb
     dataset = dataset.map(tokenization_func, batched=True)
     dataset = dataset.rename_column("so_targets", "labels").remove_columns(["text"])
     dataset.set_format("torch")
-    collate_fn = TransformerCollator(y_keys=["labels", "input_ids"], custom_collator=so_data_collator, remove_labels=True)
+    collate_fn = TransformerCollator(
+        y_keys=["labels", "input_ids"], custom_collator=so_data_collator, remove_labels=True
+    )
     train_dataloader = DataLoader(dataset["train"], batch_size=TRAIN_BATCH_SIZE, shuffle=True, collate_fn=collate_fn)
     val_dataloader = DataLoader(dataset["val"], batch_size=VAL_BATCH_SIZE, collate_fn=collate_fn)
     test_dataloader = DataLoader(dataset["test"], batch_size=VAL_BATCH_SIZE, collate_fn=collate_fn)
@@ -281,7 +283,7 @@ def main(directory: str | Path, stories: int = 2_500, epochs: int = EPOCHS, verb
     wrapped_transformer.save_pretrained(export)  # the best weights: test loaded them
     tokenizer.save_pretrained(export)
     print(f"The model and its tokenizer are in {export} (AutoModelForTokenClassification.from_pretrained).")
-    return {"before": before, "after": after, "export": export}
+    return {"before": before, "after": after, "export": export, "network": wrapped_transformer, "tokenizer": tokenizer}
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def make_data(samples: int, seed: int) -> tuple[dict[str, torch.Tensor], torch.T
     labels = torch.randint(0, TOPICS, (samples,), generator=generator)
     fillers = torch.randint(FIRST_WORD, FIRST_WORD + FILLERS, (samples, LENGTH), generator=generator)
     topic_words = (
-        FIRST_WORD + FILLERS + labels[:, None] * WORDS_PER_TOPIC
+        FIRST_WORD
+        + FILLERS
+        + labels[:, None] * WORDS_PER_TOPIC
         + torch.randint(0, WORDS_PER_TOPIC, (samples, LENGTH), generator=generator)
     )
     from_topic = torch.rand(samples, LENGTH, generator=generator) < 0.4
