@@ -199,7 +199,7 @@ def test_a_bare_transformers_model_gets_a_clear_error():
     model = Model(classifier(), "adamw", ModelLoss())
     with pytest.raises(TypeError, match=r"Wrap it: Model\(ModelWrapper\(model\), \.\.\.\)"):
         model.fit_dataset(learnable_dataset(64), epochs=1, collate_fn=TransformerCollator("labels"), verbose=False)
-    # The check went away with the error: later calls of any module cost nothing more.
+    # The check is made where the first batch fails, not by a hook on every module call.
     assert not nn.modules.module._global_forward_pre_hooks
 
 
