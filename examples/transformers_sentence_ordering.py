@@ -118,6 +118,13 @@ def train_tokenizer(texts: list[str], vocab_size: int = 400) -> PreTrainedTokeni
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece()
     backend.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+    # The trainer breaks ties between equally frequent pairs in no fixed order, so two runs can differ in
+    # their intermediate pieces and ids. Keeping the pieces the corpus uses plus the single characters, in
+    # sorted order, makes the same corpus always give the same tokenizer (and the run reproducible).
+    used = {token for text in texts for token in backend.encode(text).tokens}
+    characters = {token for token in backend.get_vocab() if len(token.removeprefix("##")) == 1}
+    tokens = special + sorted((used | characters) - set(special))
+    backend.model = models.WordPiece({token: index for index, token in enumerate(tokens)}, unk_token="[UNK]")
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token="[UNK]",

@@ -48,7 +48,7 @@ def test_sentence_ordering_learns_the_order(ordering):
     before, after = results["before"]["test_kendalls_tau"], results["after"]["test_kendalls_tau"]
     # Untrained, the [CLS] logits are random: tau near 0. Three short epochs already order the stories.
     assert abs(before) < 0.2
-    assert after > before + 0.25 and after > 0.2  # here: -0.07 -> 0.34 (0.98 at the default size)
+    assert after > before + 0.25 and after > 0.2  # here: -0.06 -> 0.36, the same in every run
     assert results["after"]["test_acc"] > results["before"]["test_acc"]
     assert set(results["after"]) >= {"test_loss", "test_acc", "test_mean_logits", "test_std_logits"}
 
