@@ -22,7 +22,12 @@ NUM_CLASSES = 10
 MLP_FEATURES = 64
 
 Kind = Literal["fit", "evaluate", "predict"]
-Data = Literal["tensors", "loader", "dataset"]
+Data = Literal["tensors", "loader", "dataset", "hf-dataset"]
+# Scenario E: a tiny BERT fine-tuned for sequence classification (built from a config, no download).
+BERT_VOCAB = 1_000
+BERT_LENGTH = 32
+BERT_CLASSES = 2
+BERT_LEARNING_RATE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class Scenario:
 
     name: str
     kind: Kind
-    model: Literal["mlp", "cnn"]
+    model: Literal["mlp", "cnn", "bert"]
     data: Data
     samples: int
     batch_size: int
@@ -39,6 +44,7 @@ class Scenario:
     device: Literal["cpu", "cuda"] = "cpu"
     description: str = ""
     repeats: int = 1  # evaluate/predict are short: the timed section calls them this many times
+    frameworks: tuple[str, ...] | None = None  # those the scenario is measured with (None: all but the peers' own)
 
     @property
     def processed(self) -> int:
@@ -65,7 +71,29 @@ def scenarios(smoke: bool = False) -> dict[str, Scenario]:
     pr = Scenario("C-predict", "predict", "mlp", "tensors", a, 256, repeats=repeats, description="predict")
     gpu_a1 = replace(a1, name="D-A1", device="cuda", description="A1 on the GPU")
     gpu_b = replace(cnn, name="D-B", device="cuda", description="B on the GPU")
-    return {s.name: s for s in (a1, a2, a3, cnn, ev, pr, gpu_a1, gpu_b)}
+    bert = Scenario(
+        "E",
+        "fit",
+        "bert",
+        "hf-dataset",
+        64 if smoke else 4_096,
+        32,
+        1,
+        description="tiny BERT sequence classification, datasets.Dataset, AdamW",
+        frameworks=("handwritten", "trainwell", "hf-trainer"),
+    )
+    return {s.name: s for s in (a1, a2, a3, cnn, ev, pr, gpu_a1, gpu_b, bert)}
+
+
+# Frameworks measured only in the scenarios that name them (the Hugging Face Trainer trains transformers models).
+SCENARIO_ONLY = {"hf-trainer"}
+
+
+def applies(framework: str, scenario: Scenario) -> bool:
+    """Whether ``framework`` is measured in ``scenario``."""
+    if scenario.frameworks is not None:
+        return framework in scenario.frameworks
+    return framework not in SCENARIO_ONLY
 
 
 def seed_everything(seed: int) -> None:
@@ -98,9 +126,34 @@ def cnn() -> nn.Module:
     )
 
 
+def bert() -> nn.Module:
+    """Scenario E's model: ``BertForSequenceClassification`` from a small config (2 layers, 64 wide, 0.17M weights)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(
+        vocab_size=BERT_VOCAB,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=256,
+        max_position_embeddings=BERT_LENGTH,
+        num_labels=BERT_CLASSES,
+    )
+    return BertForSequenceClassification(config)
+
+
 def make_data(model: str, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded inputs and int64 labels; the MLP's labels come from a random linear teacher (learnable)."""
+    """Seeded inputs and int64 labels; the MLP's labels come from a random linear teacher (learnable).
+
+    For BERT, ``x`` holds token ids padded with 0 (lengths 8 to 32); the label says whether the first
+    token is in the upper half of the vocabulary.
+    """
     gen = torch.Generator().manual_seed(SEED)
+    if model == "bert":
+        x = torch.randint(1, BERT_VOCAB, (samples, BERT_LENGTH), generator=gen)
+        lengths = torch.randint(BERT_LENGTH // 4, BERT_LENGTH + 1, (samples,), generator=gen)
+        x = x.masked_fill(torch.arange(BERT_LENGTH) >= lengths[:, None], 0)
+        return x, (x[:, 0] >= BERT_VOCAB // 2).long()
     if model == "mlp":
         x = torch.randn(samples, MLP_FEATURES, generator=gen)
         teacher = torch.randn(MLP_FEATURES, NUM_CLASSES, generator=gen)
@@ -137,8 +190,31 @@ class Task:
         return nn.CrossEntropyLoss()
 
     def optimizer(self, params: Any = None) -> torch.optim.Optimizer:
-        """Plain SGD, the same for all (``params`` defaults to the network's)."""
-        return torch.optim.SGD(self.network.parameters() if params is None else params, lr=self.lr)
+        """Plain SGD (AdamW for BERT), the same for all (``params`` defaults to the network's)."""
+        params = self.network.parameters() if params is None else params
+        if self.scenario.model == "bert":
+            return torch.optim.AdamW(params, lr=BERT_LEARNING_RATE)
+        return torch.optim.SGD(params, lr=self.lr)
+
+    def hf_dataset(self) -> Any:
+        """E's data as a ``datasets.Dataset`` in torch format: ``input_ids``, ``attention_mask``, ``labels``."""
+        import datasets
+
+        data = datasets.Dataset.from_dict(
+            {
+                "input_ids": self.x.tolist(),
+                "attention_mask": (self.x != 0).long().tolist(),
+                "labels": self.y.tolist(),
+            }
+        )
+        data.set_format("torch")
+        return data
+
+    def hf_loader(self) -> DataLoader:
+        """``DataLoader(hf_dataset, shuffle=True, collate_fn=default_data_collator)``, as the HF course writes it."""
+        from transformers import default_data_collator
+
+        return DataLoader(self.hf_dataset(), batch_size=self.batch_size, shuffle=True, collate_fn=default_data_collator)
 
     def loader(self, shuffle: bool | None = None, with_targets: bool = True) -> DataLoader:
         """``DataLoader(TensorDataset(...))``, shuffled for training, in the main process."""
@@ -153,7 +229,7 @@ def make_task(scenario: Scenario, samples: int | None = None) -> Task:
         scenario = replace(scenario, samples=min(samples, scenario.samples))
     x, y = make_data(scenario.model, scenario.samples)
     seed_everything(SEED + 1)
-    network = mlp() if scenario.model == "mlp" else cnn()
+    network = {"mlp": mlp, "cnn": cnn, "bert": bert}[scenario.model]()
     seed_everything(SEED + 2)
     return Task(scenario, network, x, y)
 

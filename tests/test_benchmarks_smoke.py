@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ["A1", "A2", "B", "C-evaluate", "C-predict"]
+SCENARIOS = ["A1", "A2", "B", "C-evaluate", "C-predict", "E"]
 
 
 def _trainwell_model_exists() -> bool:

@@ -33,6 +33,8 @@ FRAMEWORKS: dict[str, Framework] = {
             "import ignite.engine, ignite.metrics",
         ),
         Framework("keras", "Keras 3 (torch)", "benchmarks.frameworks.keras_", "import keras"),
+        # Measured in scenario E only (common.SCENARIO_ONLY): it trains transformers models.
+        Framework("hf-trainer", "HF Trainer", "benchmarks.frameworks.hf_trainer", "from transformers import Trainer"),
     )
 }
 REFERENCE = "handwritten"

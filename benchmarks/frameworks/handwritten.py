@@ -48,6 +48,34 @@ def _fit(task: Task) -> Callable[[], Any]:
     return run
 
 
+def _fit_bert(task: Task) -> Callable[[], Any]:
+    """The Hugging Face course's loop: dict batches from a DataLoader, ``model(**batch).loss``."""
+    net = task.network.to(task.device)
+    optimizer = task.optimizer()
+    loader = task.hf_loader()
+
+    def run() -> tuple[float, float]:
+        net.train()
+        epoch_loss = epoch_acc = 0.0
+        for _ in range(task.epochs):
+            total_loss, correct, seen = 0.0, 0, 0
+            for batch in loader:
+                batch = {key: value.to(task.device) for key, value in batch.items()}
+                outputs = net(**batch)
+                loss = outputs.loss
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                labels = batch["labels"]
+                total_loss += loss.item() * len(labels)
+                correct += (outputs.logits.argmax(1) == labels).sum().item()
+                seen += len(labels)
+            epoch_loss, epoch_acc = total_loss / seen, correct / seen
+        return epoch_loss, epoch_acc
+
+    return run
+
+
 def _evaluate(task: Task) -> Callable[[], Any]:
     net = task.network.to(task.device)
     loss_fn = task.loss_function()
@@ -83,4 +111,6 @@ def _predict(task: Task) -> Callable[[], Any]:
 
 def prepare(task: Task) -> Callable[[], Any]:
     """The timed call for ``task``."""
+    if task.scenario.model == "bert":
+        return _fit_bert(task)
     return {"fit": _fit, "evaluate": _evaluate, "predict": _predict}[task.scenario.kind](task)

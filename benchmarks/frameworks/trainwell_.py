@@ -16,6 +16,20 @@ except PackageNotFoundError:  # running from a source checkout
     VERSION = "source"
 
 
+def _prepare_bert(task: Task) -> Callable[[], Any]:
+    """The model's own loss, accuracy on its logits, ``fit_dataset`` with the collator (docs/transformers.md)."""
+    from trainwell.integrations.transformers import MetricWrapper, ModelLoss, ModelWrapper, TransformerCollator
+
+    network = ModelWrapper(task.network)
+    model = Model(network, task.optimizer(), ModelLoss(), batch_metrics=[MetricWrapper("accuracy")])
+    dataset, collate = task.hf_dataset(), TransformerCollator("labels")
+    return lambda: model.fit_dataset(
+        dataset, batch_size=task.batch_size, epochs=task.epochs, collate_fn=collate, verbose=False
+    )
+
+
 def prepare(task: Task) -> Callable[[], Any]:
     """The timed call for ``task``."""
+    if task.scenario.model == "bert":
+        return _prepare_bert(task)
     return prepare_with(Model, task)

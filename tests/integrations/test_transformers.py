@@ -199,8 +199,27 @@ def test_a_bare_transformers_model_gets_a_clear_error():
     model = Model(classifier(), "adamw", ModelLoss())
     with pytest.raises(TypeError, match=r"Wrap it: Model\(ModelWrapper\(model\), \.\.\.\)"):
         model.fit_dataset(learnable_dataset(64), epochs=1, collate_fn=TransformerCollator("labels"), verbose=False)
-    # The check went away with the error: later calls of any module cost nothing more.
+    # The check is made where the first batch fails, not by a hook on every module call.
     assert not nn.modules.module._global_forward_pre_hooks
+
+
+def test_a_bare_transformers_model_given_dicts_any_other_way_gets_the_same_error():
+    data = learnable_dataset(64)
+    inputs = {"input_ids": data[:]["input_ids"], "attention_mask": data[:]["attention_mask"]}
+    model = Model(classifier(), "adamw", lambda outputs, y: outputs["logits"].sum())
+    expected = (
+        r"BertForSequenceClassification\) was called with the whole batch dict of `x` "
+        r"\(keys \['attention_mask', 'input_ids'\]\).*ModelWrapper\(model\)"
+    )
+    with pytest.raises(TypeError, match=expected):
+        model.fit(inputs, data[:]["label"], epochs=1, verbose=False)  # in-memory dicts, no collator
+    with pytest.raises(TypeError, match="Wrap it"):
+        model.predict(inputs, verbose=False)
+    batches = [(inputs, data[:]["label"])]
+    with pytest.raises(TypeError, match=r"batch dict of `train_generator`.*Wrap it"):
+        Model(classifier(), "adamw", ModelLoss(), sanity_check=False).fit_generator(batches, epochs=1, verbose=False)
+    # Given tensors, a bare model is called as model(input_ids), which works: no error there.
+    Model(classifier(), "adamw", ModelLoss()).predict(inputs["input_ids"], verbose=False)
 
 
 def test_a_model_asked_for_its_own_loss_without_labels_says_why():

@@ -6,11 +6,17 @@ each phase runs through :func:`call_checked`: a ``RuntimeError`` there becomes a
 ``TypeError`` for a dtype mismatch, and a ``TypeError`` stays one) that names the argument and the batch's
 shapes and dtypes and the layer that failed, with the network's error kept as its cause. Later batches are
 not wrapped: by then the data's form is known to fit, and an error is the network's own.
+
+A Hugging Face transformers model given a dict batch without ``ModelWrapper`` fails deep inside with
+"'dict' object has no attribute 'size'" (trainwell calls ``network(x)``, the model takes keywords): that
+first-batch failure becomes a ``TypeError`` saying to wrap it. transformers is never imported here; the
+check looks at it only when the user's program already did.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -61,13 +67,36 @@ def _failing_layer(error: BaseException, network: Any) -> str:
     return ""
 
 
+def _bare_transformers_model(network: Any, x: Any) -> str | None:
+    """The class name of a transformers model called with a dict (what only ``ModelWrapper`` unpacks), else None."""
+    library = sys.modules.get("transformers")
+    if library is None or not isinstance(x, Mapping):
+        return None
+    module = getattr(network, "module", network)  # under DistributedDataParallel
+    model_class = getattr(library, "PreTrainedModel", None)
+    if model_class is not None and isinstance(module, model_class):
+        return type(module).__name__
+    return None
+
+
 def call_checked(call: Callable[[Any], Any], network: Any, x: Any, argument: str) -> Any:
     """``call(x)``, with a RuntimeError turned into an error that names ``argument`` and the inputs."""
     try:
         return call(x)
     except torch.OutOfMemoryError:
         raise  # a memory error is not the data's form
-    except (RuntimeError, TypeError) as error:
+    except Exception as error:
+        bare = _bare_transformers_model(network, x)
+        if bare is not None:
+            raise TypeError(
+                f"A transformers model ({bare}) was called with the whole batch dict of `{argument}` "
+                f"(keys {sorted(map(str, x))}) as its first argument: trainwell calls network(x), and a "
+                "transformers model takes its inputs as keyword arguments. Wrap it: "
+                "Model(ModelWrapper(model), ...) or Experiment(directory, ModelWrapper(model), ...), with "
+                "`from trainwell.integrations.transformers import ModelWrapper`."
+            ) from error
+        if not isinstance(error, (RuntimeError, TypeError)):
+            raise
         message = str(error)
         dtype = any(word in message for word in _DTYPE_WORDS)
         kind = TypeError if isinstance(error, TypeError) or dtype else ValueError

@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 
 from trainwell.integrations.transformers_losses import ModelLoss, TokenAveragedLoss
 from trainwell.integrations.transformers_metrics import EpochMetricWrapper, MetricWrapper
@@ -148,7 +147,6 @@ class TransformerCollator:
         self.y_keys = y_keys
         self.custom_collator = custom_collator if custom_collator is not None else _default_collator()
         self.remove_labels = remove_labels
-        self._watched = False
 
     def __call__(self, samples: Sequence[Any]) -> tuple[dict[str, Any], Any]:
         """Collates ``samples`` and splits the batch into ``(inputs, targets)``."""
@@ -159,9 +157,6 @@ class TransformerCollator:
                 f"{type(batch).__name__}."
             )
         batch = dict(batch)
-        if not self._watched:
-            self._watched = True
-            watch_next_network_call()
         y_keys = self.y_keys
         if y_keys is None:
             return batch, torch.full((len(samples),), float("nan"))
@@ -202,47 +197,6 @@ def _default_collator() -> Callable[[list[Any]], Any]:
             "or pass custom_collator=."
         ) from error
     return default_data_collator
-
-
-# -- a transformers model given without the wrapper ----------------------------------------------------------
-# trainwell calls ``network(x)``: a transformers model would receive the whole dict as ``input_ids`` and
-# fail deep inside with "'dict' object has no attribute 'size'". After a TransformerCollator produced its
-# first batch, a short-lived global forward pre-hook looks at the next network call and raises a clear
-# error instead; it removes itself at once (no cost per call afterwards).
-_WATCH_LIMIT = 256  # module calls watched at most before giving up
-_watch: dict[str, Any] = {"handle": None, "calls": 0}
-
-
-def watch_next_network_call() -> None:
-    """Checks the next module called with a dict: a bare transformers model gets a clear TypeError."""
-    if _watch["handle"] is None:
-        _watch["calls"] = 0
-        _watch["handle"] = nn.modules.module.register_module_forward_pre_hook(_check_network_call)
-
-
-def _stop_watching() -> None:
-    handle: RemovableHandle | None = _watch["handle"]
-    if handle is not None:
-        handle.remove()
-        _watch["handle"] = None
-
-
-def _check_network_call(module: nn.Module, args: tuple[Any, ...]) -> None:
-    _watch["calls"] += 1
-    if isinstance(module, ModelWrapper) or _watch["calls"] >= _WATCH_LIMIT:
-        _stop_watching()
-        return
-    called_with_dict = bool(args) and isinstance(args[0], Mapping)
-    bare = is_transformers_model(module)
-    if called_with_dict or bare:
-        _stop_watching()
-    if called_with_dict and bare:
-        raise TypeError(
-            f"A transformers model ({type(module).__name__}) was called with the whole batch dict as its first "
-            "argument: trainwell calls network(x), and a transformers model takes its inputs as keyword "
-            "arguments. Wrap it: Model(ModelWrapper(model), ...) or Experiment(directory, ModelWrapper(model), "
-            "...), with `from trainwell.integrations.transformers import ModelWrapper`."
-        )
 
 
 # -- exporting ---------------------------------------------------------------------------------------------
