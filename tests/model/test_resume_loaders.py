@@ -129,10 +129,6 @@ def _run(make_loader, log: Path, stop_at=None):
 @pytest.mark.parametrize("kind", sorted(LOADERS))
 @pytest.mark.parametrize("stop_at", [(2, 5), (1, None)], ids=["mid-epoch", "epoch end"])
 def test_a_users_loader_resumes_without_replay_and_ends_bit_for_bit(kind, stop_at, tmp_path):
-    if kind == "pinned memory" and stop_at[1] is None and not torch.cuda.is_available():
-        # Each pinned loader's iterator takes seconds to shut down here, and pinning does nothing without an
-        # accelerator: the mid-epoch case keeps the pinned loader's path covered on the CPU.
-        pytest.skip("pin_memory has no effect without an accelerator; the mid-epoch case covers it")
     reference, _ = _run(LOADERS[kind], tmp_path / "reference.log")
     resumed, fetched = _run(LOADERS[kind], tmp_path / "resumed.log", stop_at)
     for name, tensor in reference.network.state_dict().items():
