@@ -23,6 +23,7 @@ demo: install-demo
 	$(VENV_PYTHON) examples/digits.py
 
 test: install-dev
+	@./scripts/ensure-postgresql.sh
 	$(VENV_PYTHON) -m pytest -q
 
 lint: install-dev

@@ -58,7 +58,7 @@ def test_two_workers_on_the_default_sqlite_storage(tmp_path, monkeypatch, capsys
 @pytest.mark.skipif(
     server_binaries() is None,
     reason="PostgreSQL's server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql "
-    "(.ci/run installs it)",
+    "(make test installs it as root: scripts/ensure-postgresql.sh)",
 )
 def test_two_workers_on_a_postgresql_server(tmp_path, monkeypatch, capsys):
     import optuna
