@@ -81,10 +81,15 @@ def _finish(process, timeout=150):
 _ABORT = "terminate called without an active exception"
 
 
+def _worker_aborted(err):
+    """Whether a failed run's stderr shows that abort: its message, or torchrun's report of a SIGABRT."""
+    return _ABORT in err or "(SIGABRT)" in err
+
+
 def _finish_retrying_abort(start, timeout=150):
     process = start()
     out, err = process.communicate(timeout=timeout)
-    if process.returncode != 0 and _ABORT in err:
+    if process.returncode != 0 and _worker_aborted(err):
         warnings.warn(
             f"a torchrun worker aborted ({_ABORT}); the run was started again. What it said:\n{_failure(err)}",
             stacklevel=2,
@@ -264,7 +269,7 @@ def _kill_and_resume(directory, experiment):
     assert "step_000000009" in [path.name for path in (directory / "checkpoints").iterdir()]
     resumed = _two_processes("experiment", directory)
     out, err = resumed.communicate(timeout=150)
-    if resumed.returncode != 0 and _ABORT in err:
+    if resumed.returncode != 0 and _worker_aborted(err):
         raise _AbortedError(_failure(err))
     assert resumed.returncode == 0, _failure(err)
     resumed_from = [call["resumed_from"] for call in json.loads((directory / "run.json").read_text())["trainings"]]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.test_distributed import _ABORT, ENVIRONMENT, _failure, _free_port, _kill_all
+from tests.integration.test_distributed import ENVIRONMENT, _failure, _free_port, _kill_all, _worker_aborted
 
 SCRIPT = Path(__file__).with_name("scale_script.py")
 
@@ -56,8 +56,11 @@ def _run(mode, directory, processes, env=None, nodes=1):
         err = "".join(error for _, error in outputs)
         if all(process.returncode == 0 for process in agents):
             return err
-        if _ABORT in err and attempt == 0:
-            warnings.warn(f"a torchrun worker aborted ({_ABORT}) in {mode}; the run was started again", stacklevel=2)
+        if _worker_aborted(err) and attempt == 0:
+            warnings.warn(
+                f"a torchrun worker aborted in {mode}; the run was started again. What it said:\n{_failure(err)}",
+                stacklevel=2,
+            )
             continue
         raise AssertionError(_failure(err))
     raise AssertionError("unreachable")
