@@ -12,10 +12,7 @@ A comment on the line before a fence changes how its block runs:
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.integration.test_distributed import _failure, _free_port, _worker_aborted
+from tests.integration.torchrun import run, torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -57,23 +54,12 @@ def python_blocks(path: Path) -> list[Block]:
 
 
 def _torchrun(block: Block, path: Path, processes: int, directory: Path) -> None:
-    """Runs the block as a script under torchrun; the intermittent gloo worker abort that
-    tests/integration/test_distributed.py describes is reported as a warning and the run started once more."""
+    """Runs the block as a script under torchrun (once more on the intermittent worker abort that
+    tests/integration/torchrun.py describes)."""
     script = directory / f"{path.stem}_{block.line}.py"
     script.write_text(block.code, encoding="utf-8")
-    for attempt in range(2):
-        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-                   f"--master_port={_free_port()}", str(script)]  # fmt: skip
-        environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
-        result = subprocess.run(command, cwd=directory, env=environment, capture_output=True, text=True, timeout=300)
-        if result.returncode == 0:
-            return
-        # The workers' own errors first: the progress bars on stdout would push them out of CI's log.
-        said = f"{path.name}:{block.line} under torchrun:\n{_failure(result.stderr)}\n{result.stdout[-2000:]}"
-        if attempt == 0 and _worker_aborted(result.stderr):
-            warnings.warn(f"a torchrun worker aborted; the run was started again. What it said:\n{said}", stacklevel=2)
-            continue
-        raise AssertionError(said)
+    options = [f"--nproc_per_node={processes}"]
+    run(lambda: [torchrun(script, options=options, cwd=directory)], f"{path.name}:{block.line}", timeout=300)
 
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=[path.name for path in DOCUMENTS])

@@ -649,3 +649,33 @@ def test_run_json_records_the_commit_of_the_scripts_repository(tmp_path: Path) -
     subprocess.run([sys.executable, str(script), str(run)], cwd=outside, check=True, capture_output=True)
     record = json.loads((run / "run.json").read_text())
     assert record["trainings"][0]["git_commit"] == commit.strip()
+
+
+def test_training_testing_and_inference_never_load_pandas(tmp_path: Path) -> None:
+    """The experiment reads its own log.tsv with the csv module: pandas (and the pyarrow it brings, whose
+    threads at interpreter exit abort torchrun workers) is loaded only when the user asks for a DataFrame."""
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from trainwell import Experiment\n"
+        "x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))\n"
+        "experiment = Experiment(sys.argv[1], torch.nn.Linear(4, 2), task='classif')\n"
+        "experiment.train_data(x, y, validation_data=(x, y), epochs=2, verbose=False)\n"
+        "experiment.train_data(x, y, validation_data=(x, y), epochs=3, verbose=False)\n"  # a resume
+        "experiment.test_data(x, y, verbose=False)\n"
+        "experiment.infer_data(x, verbose=False)\n"
+        "print(sorted(name for name in ('pandas', 'pyarrow') if name in sys.modules))\n"
+        "print(experiment.get_stats()['epoch'].tolist(), 'pandas' in sys.modules)\n"
+    )
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-c", script, str(run)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", "[1, 2, 3] True"]
+    # The test log still starts with the tested epoch's row, read the same way.
+    with open(run / "test_log.tsv", newline="") as handle:
+        (row,) = csv.DictReader(handle, delimiter="\t")
+    with open(run / "log.tsv", newline="") as handle:
+        epochs = {entry["epoch"]: entry for entry in csv.DictReader(handle, delimiter="\t")}
+    assert {key: row[key] for key in epochs[row["epoch"]]} == epochs[row["epoch"]]
+    assert {(run / "plots" / f"{name}.png").is_file() for name in ("loss", "acc", "lr")} == {True}

@@ -5,65 +5,31 @@ import csv
 import json
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.integration.test_distributed import ENVIRONMENT, _failure, _free_port, _kill_all, _worker_aborted
+from tests.integration.torchrun import ENVIRONMENT, failure, free_port, run, torchrun
 
 SCRIPT = Path(__file__).with_name("scale_script.py")
 
 
-def _torchrun(mode, directory, processes, env=None, nodes=None):
-    where = ["--nnodes=2", f"--node_rank={nodes[0]}", "--master_addr=127.0.0.1"] if nodes else []
-    port = nodes[1] if nodes else _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        *where,
-        f"--nproc_per_node={processes}",
-        f"--master_port={port}",
-        str(SCRIPT),
-        mode,
-        str(directory),
+def _agents(mode, directory, processes, env=None, nodes=1):
+    """One torchrun agent per "node" (``nodes=2``: two agents on 127.0.0.1), ``processes`` workers each."""
+    options = [f"--nproc_per_node={processes}"]
+    if nodes == 1:
+        return [torchrun(SCRIPT, mode, str(directory), options=options, env=env)]
+    where = [*options, f"--nnodes={nodes}", "--master_addr=127.0.0.1", f"--master_port={free_port()}"]
+    return [
+        torchrun(SCRIPT, mode, str(directory), options=[*where, f"--node_rank={node}"], env=env)
+        for node in range(nodes)
     ]
-    return subprocess.Popen(
-        command, env={**ENVIRONMENT, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
 
 
 def _run(mode, directory, processes, env=None, nodes=1):
-    """Runs to its end (``nodes=2``: two torchrun agents on 127.0.0.1, ``processes`` each); a worker abort
-    (see test_distributed._finish_retrying_abort) is reported and the run started again."""
-    for attempt in range(2):
-        port = _free_port()
-        agents = [
-            _torchrun(mode, directory, processes, env, nodes=(node, port) if nodes > 1 else None)
-            for node in range(nodes)
-        ]
-        outputs = []
-        for process in agents:
-            try:
-                outputs.append(process.communicate(timeout=150))
-            except subprocess.TimeoutExpired:
-                for agent in agents:
-                    _kill_all(agent)
-                    agent.communicate()
-                raise
-        err = "".join(error for _, error in outputs)
-        if all(process.returncode == 0 for process in agents):
-            return err
-        if _worker_aborted(err) and attempt == 0:
-            warnings.warn(
-                f"a torchrun worker aborted in {mode}; the run was started again. What it said:\n{_failure(err)}",
-                stacklevel=2,
-            )
-            continue
-        raise AssertionError(_failure(err))
-    raise AssertionError("unreachable")
+    """Runs to its end, once more on the worker abort (see torchrun.py); returns the agents' stderr."""
+    return run(lambda: _agents(mode, directory, processes, env, nodes), mode)[1]
 
 
 def _json(path):
@@ -164,15 +130,11 @@ def _log_rows(directory):
 
 def _killed(directory, leg, processes, strategy, kill_at, nodes=1):
     env = {"LEG": leg, "STRATEGY": strategy, "KILL_AT": str(kill_at)}
-    port = _free_port()
-    agents = [
-        _torchrun("elastic", directory, processes, env, nodes=(node, port) if nodes > 1 else None)
-        for node in range(nodes)
-    ]
+    agents = _agents("elastic", directory, processes, env, nodes)
     for agent in agents:
         _, err = agent.communicate(timeout=150)
         # Every worker killed itself with SIGKILL after step kill_at: torchrun reports the signal.
-        assert agent.returncode != 0 and "(SIGKILL)" in err, _failure(err)
+        assert agent.returncode != 0 and "(SIGKILL)" in err, failure(err)
 
 
 def test_a_run_killed_and_resumed_on_other_numbers_of_processes_ends_like_the_uninterrupted_one(tmp_path):
@@ -188,7 +150,7 @@ def test_a_run_killed_and_resumed_on_other_numbers_of_processes_ends_like_the_un
         text=True,
         timeout=150,
     )
-    assert alone.returncode == 0, _failure(alone.stderr)
+    assert alone.returncode == 0, failure(alone.stderr)
     _killed(chain, "a", 1, "fsdp", kill_at=4, nodes=2)  # the checkpoint of step 3 is the last written
     _killed(chain, "b", 1, "fsdp", kill_at=10)  # resumes step 3 (2 nodes -> 1 process)
     _run("elastic", chain, 2, env={"LEG": "c", "STRATEGY": "ddp"})  # resumes step 9 (1 -> 2; FSDP's files, DDP)

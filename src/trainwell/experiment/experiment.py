@@ -30,6 +30,7 @@ from trainwell.experiment.files import (
     directory_argument,
     interrupt_handlers,
     make_tensorboard_logger,
+    read_epoch_logs,
     write_plots,
     write_run_file,
     write_test_log,
@@ -269,13 +270,10 @@ class ModelBundle(ExperimentResults):
         return list(logs)
 
     def _write_plots(self, history: list[dict[str, Any]]) -> None:
-        """``plots/``: from ``log.tsv`` (learning rates included), or the history without pandas."""
-        try:
-            stats: Any = self.get_stats()
-        except ImportError:
-            stats = history
-        except ValueError:
-            return  # no log.tsv: no epoch ended
+        """``plots/``: from ``log.tsv``, which holds every epoch of the run (resumed ones too)."""
+        stats = read_epoch_logs(self.log_path)
+        if not stats:
+            return  # no epoch ended
         try:
             write_plots(stats, self.directory / "plots")
         except Exception as error:  # a plot must not hide the training's own outcome
@@ -327,7 +325,7 @@ class ModelBundle(ExperimentResults):
             )
         if seed is not None:
             set_seeds(seed)
-        epoch_stats = self.load_checkpoint(checkpoint) if self.logging else None
+        epoch_row = self._epoch_row(self._restore_checkpoint(checkpoint)) if self.logging else None
         kwargs["return_dict_format"] = True
         result = evaluate(*data, **kwargs)
         logs, extras = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
@@ -335,7 +333,7 @@ class ModelBundle(ExperimentResults):
             (f"{name}_{key[len('test_') :]}" if key.startswith("test_") else key): value for key, value in logs.items()
         }
         if self.logging and distributed.is_main_process():
-            write_test_log(self.directory / f"{name}_log.tsv", logs, epoch_stats)
+            write_test_log(self.directory / f"{name}_log.tsv", logs, epoch_row)
         return (logs, *extras) if extras else logs  # type: ignore[return-value]
 
     def infer(self, generator: Any, **kwargs: Any) -> Any:
@@ -353,7 +351,7 @@ class ModelBundle(ExperimentResults):
     def _infer(self, predict: Callable[..., Any], data: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         checkpoint = kwargs.pop("checkpoint", "best")
         if self.logging:
-            self.load_checkpoint(checkpoint)
+            self._restore_checkpoint(checkpoint)
         return predict(*data, **kwargs)
 
 

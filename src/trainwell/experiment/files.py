@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
 import json
 import os
@@ -27,6 +28,7 @@ __all__ = [
     "directory_argument",
     "interrupt_handlers",
     "make_tensorboard_logger",
+    "read_epoch_logs",
     "write_plots",
     "write_run_file",
     "write_test_log",
@@ -133,6 +135,36 @@ def make_tensorboard_logger(directory: Path, purge_step: int) -> Any:
     return TensorBoardLogger(writer)
 
 
+def read_epoch_logs(log_path: Path) -> list[dict[str, Any]]:
+    r"""The rows of a ``log.tsv``, numbers as numbers (the epoch an int), a value left empty left out.
+
+    The training's own readers use this rather than pandas: a process that trained, plotted or searched
+    should not load pandas and pyarrow (their native threads at interpreter exit are a known source of
+    aborts under torchrun), and empty cells (a validation value on an epoch without validation) must not
+    read as text.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / 'log.tsv'
+    >>> _ = path.write_text('epoch\tloss\tval_loss\n1\t0.5\t\n')
+    >>> read_epoch_logs(path)
+    [{'epoch': 1, 'loss': 0.5}]
+    """
+    if not log_path.exists():
+        return []
+    with open(log_path, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    return [{key: _number(value) for key, value in row.items() if value not in ("", None)} for row in rows]
+
+
+def _number(value: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            continue
+    return value
+
+
 def write_plots(history: Any, directory: Path) -> None:
     """``<metric>.png`` and ``<metric>.pdf`` per logged value in ``directory`` (Poutyne's ``plots/``).
 
@@ -237,17 +269,13 @@ def write_run_file(
     atomic_write(path, (json.dumps(record, indent=2) + "\n").encode())
 
 
-def write_test_log(path: Path, logs: Mapping[str, Any], epoch_stats: Any) -> None:
+def write_test_log(path: Path, logs: Mapping[str, Any], epoch_row: Mapping[str, Any] | None) -> None:
     """``{name}_log.tsv``: a header and one row, Poutyne's layout.
 
-    The row is the tested epoch's ``log.tsv`` row (``epoch_stats``, a one-row DataFrame, or None when
-    a weights file was tested or pandas is missing), then the test values but the time.
+    The row is the tested epoch's ``log.tsv`` row (``epoch_row``, None when a weights file was tested),
+    then the test values but the time.
     """
-    row: dict[str, Any] = {}
-    if epoch_stats is not None:
-        row.update({str(key): value for key, value in epoch_stats.iloc[0].items()})
-        if "epoch" in row:
-            row["epoch"] = int(row["epoch"])
+    row: dict[str, Any] = dict(epoch_row or {})
     row.update({key: value for key, value in logs.items() if key != "time"})
     header = "\t".join(row)
     values = "\t".join(str(value) for value in row.values())

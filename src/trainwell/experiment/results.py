@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainwell.callbacks.monitor import infer_mode
 from trainwell.experiment.checkpoints import load_weights_from
+from trainwell.experiment.files import read_epoch_logs
 from trainwell.storage.checkpoints import CheckpointInfo, list_checkpoints
 
 if TYPE_CHECKING:
@@ -77,6 +78,10 @@ class ExperimentResults:
         Raises:
             CorruptCheckpointError: the checkpoint's files do not match its manifest.
         """
+        return self._epoch_stats(self._restore_checkpoint(checkpoint, verbose=verbose, strict=strict))
+
+    def _restore_checkpoint(self, checkpoint: Any, *, verbose: bool = False, strict: bool = True) -> int | None:
+        """:meth:`load_checkpoint` without reading ``log.tsv``: the loaded epoch, None for a weights file."""
         saved = self._epoch_checkpoints()
         if checkpoint == "best" and not self.monitoring:
             checkpoint = "last"
@@ -113,7 +118,14 @@ class ExperimentResults:
         self.model.set_weights(weights, strict=strict)
         if verbose:
             print(f"Loaded the checkpoint of epoch {meta.get('epoch')} ({path.name}).")
-        return self._epoch_stats(meta.get("epoch"))
+        epoch = meta.get("epoch")
+        return None if epoch is None else int(epoch)
+
+    def _epoch_row(self, epoch: int | None) -> dict[str, Any] | None:
+        """The ``log.tsv`` row of ``epoch`` as a dict, read without pandas; None when there is none."""
+        if epoch is None:
+            return None
+        return next((row for row in read_epoch_logs(self.log_path) if row.get("epoch") == epoch), None)
 
     def _epoch_stats(self, epoch: Any) -> pandas.DataFrame | None:
         """The ``log.tsv`` row of ``epoch``; None when it is unknown, not logged, or pandas is missing."""

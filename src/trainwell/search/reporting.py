@@ -23,28 +23,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from trainwell.experiment.files import read_epoch_logs
 from trainwell.search.study import SLOT, latest_attempts
 from trainwell.utils.files import atomic_write
 
 __all__ = ["read_epoch_logs", "record_trial", "trials_rows", "write_hparams", "write_plots", "write_trials_csv"]
 
 TRIAL_DIRECTORY = "trial_{:04d}"
-
-
-def read_epoch_logs(log_path: Path) -> list[dict[str, Any]]:
-    """The rows of an experiment's ``log.tsv`` with numbers as floats (no pandas needed)."""
-    if not log_path.exists():
-        return []
-    with open(log_path, newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    return [{key: _number(value) for key, value in row.items()} for row in rows]
-
-
-def _number(value: str) -> Any:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return value
 
 
 def trials_rows(trials: list[Any], objective: str, names: list[str], directory: Path) -> list[dict[str, Any]]:
