@@ -3,12 +3,15 @@ skipped epoch fetches nothing it leaves out."""
 
 from __future__ import annotations
 
+import multiprocessing
 import random
+import weakref
 
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from trainwell import Callback, Model
 from trainwell.data.loader_reading import NumberedBatch, SeededDataset, reader_of
 from trainwell.utils.rng import capture_rng, restore_rng
 
@@ -147,6 +150,44 @@ def test_persistent_workers_give_the_same_epochs_as_fresh_ones():
     restore_rng(state)
     fresh = _reader(DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2, persistent_workers=True))
     _same(list(fresh), epochs_persistent[1])
+
+
+@pytest.mark.parametrize("kind", ["fit", "evaluate", "predict", "fit raises"])
+def test_the_worker_processes_of_trainwells_copy_stop_when_the_run_ends(kind):
+    """With workers, trainwell iterates its own copy of the loader (per-batch seeds); a persistent copy's
+    workers must stop when fit/evaluate/predict returns or raises, not when the garbage collector finds the
+    copy (torch's shutdown from inside a collection waits 5 s per worker), while the model lives on."""
+    x, y, _ = _data(48)
+    generator = torch.Generator().manual_seed(0)
+    loader = DataLoader(
+        TensorDataset(x, y), batch_size=8, shuffle=True, num_workers=2, persistent_workers=True, generator=generator
+    )
+    model = Model(torch.nn.Linear(4, 5), "sgd", "cross_entropy", sanity_check=False)
+    before = set(multiprocessing.active_children())
+
+    class Fails(Callback):
+        def on_epoch_end(self, epoch, logs):
+            raise RuntimeError("stop here")
+
+    if kind == "fit":
+        model.fit_generator(loader, loader, epochs=2, verbose=False)
+    elif kind == "evaluate":
+        model.evaluate_generator(loader, verbose=False)
+    elif kind == "predict":
+        model.predict_generator(loader, has_ground_truth=True, verbose=False)
+    else:
+        with pytest.raises(RuntimeError, match="stop here"):
+            model.fit_generator(loader, epochs=2, verbose=False, callbacks=[Fails()])
+    assert set(multiprocessing.active_children()) - before == set()
+    # The user's loader has workers of its own once iterated; the model, alive, does not hold it: dropping it
+    # frees it at once, not at the next garbage collection.
+    assert list(loader) and len(set(multiprocessing.active_children()) - before) == 2
+    alive = weakref.ref(loader)
+    del loader
+    assert alive() is None and model.network is not None
+    assert set(multiprocessing.active_children()) - before == set()
+    if kind.startswith("fit"):  # what a checkpoint takes of the source after the fit: its generator's state
+        assert torch.equal(model.training_state()["source_generators"][0], generator.get_state())
 
 
 def test_seeded_dataset_seeds_every_generator_from_the_batch():

@@ -661,17 +661,16 @@ def test_training_testing_and_inference_never_load_pandas(tmp_path: Path) -> Non
         "from trainwell import Experiment\n"
         "x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))\n"
         "experiment = Experiment(sys.argv[1], torch.nn.Linear(4, 2), task='classif')\n"
-        "experiment.train_data(x, y, validation_data=(x, y), epochs=2, verbose=False)\n"
-        "experiment.train_data(x, y, validation_data=(x, y), epochs=3, verbose=False)\n"  # a resume
+        "experiment.train_data(x, y, validation_data=(x, y), epochs=2, verbose=False, disable_tensorboard=True)\n"
+        "experiment.train_data(x, y, validation_data=(x, y), epochs=3, verbose=False, disable_tensorboard=True)\n"
         "experiment.test_data(x, y, verbose=False)\n"
         "experiment.infer_data(x, verbose=False)\n"
         "print(sorted(name for name in ('pandas', 'pyarrow') if name in sys.modules))\n"
-        "print(experiment.get_stats()['epoch'].tolist(), 'pandas' in sys.modules)\n"
     )
     run = tmp_path / "run"
     result = subprocess.run([sys.executable, "-c", script, str(run)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["[]", "[1, 2, 3] True"]
+    assert result.stdout.splitlines() == ["[]"]
     # The test log still starts with the tested epoch's row, read the same way.
     with open(run / "test_log.tsv", newline="") as handle:
         (row,) = csv.DictReader(handle, delimiter="\t")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 import sys
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -110,13 +111,19 @@ class _EpochSampler:
 
     def __init__(self, inner: Any, reader: LoaderReader) -> None:
         self.inner = inner
-        self.reader = reader
+        # Weak: the reader holds the copy that holds this sampler, and a cycle would leave the copy's worker
+        # processes to the garbage collector, where torch's shutdown of a persistent iterator waits 5 s per
+        # worker. Without the cycle they stop as soon as the reader lets go of the copy.
+        self._reader = weakref.ref(reader)
 
     def __len__(self) -> int:
         return len(self.inner)
 
     def __iter__(self) -> Iterator[list[int]]:
-        return self.reader._indices(self.inner)
+        reader = self._reader()
+        if reader is None:
+            raise RuntimeError("This DataLoader copy belongs to a finished trainwell run: iterate the original.")
+        return reader._indices(self.inner)
 
 
 class LoaderReader:
@@ -158,6 +165,10 @@ class LoaderReader:
         self._epoch_state: Any = None
         self._workers = loader.num_workers > 0
         self._seeded: DataLoader[Any] | None = None  # the copy iterated when workers fetch
+
+    def release(self) -> None:
+        """Lets go of trainwell's copy of the loader, so that its worker processes stop now (end of a run)."""
+        self._seeded = None
 
     def generators(self) -> list[torch.Generator]:
         """The loader's own random generators (its ``generator``, its sampler's): part of an epoch's state."""

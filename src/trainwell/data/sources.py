@@ -180,6 +180,16 @@ class IterableBatches:
         self._reader = reader_of(self.source, capture_rng, restore_rng)
         self._stateful_resume: tuple[Any, Any, Any] | None = None
 
+    def release(self) -> None:
+        """Ends what a run left running: a kept iterator and trainwell's copy of a loader (their workers).
+
+        Called when a fit, an evaluation or a prediction ends, however it ends; the user's own source is
+        left as it is (a persistent-workers DataLoader keeps its workers for the user's next pass).
+        """
+        self._iterator = None
+        if self._reader is not None:
+            self._reader.release()
+
     def generators(self) -> list[torch.Generator]:
         """The source's own random generators (a DataLoader's), captured with each epoch's start."""
         return self._reader.generators() if self._reader is not None else []
@@ -344,6 +354,36 @@ def _sized_length(source: Any) -> int | None:
         return len(source)
     except TypeError:
         return None
+
+
+class FinishedSource:
+    """What a finished fit's training source still gives ``Model.training_state``, without the source.
+
+    A model outlives its fits and sits in reference cycles; holding the user's DataLoader would keep it, and
+    its worker processes, alive until the garbage collector runs (where torch's shutdown of a persistent
+    iterator waits 5 s per worker). What is kept: the source's own random generators (the next epochs'
+    shuffles continue from them), its position if the fit stopped mid-epoch, and its per-process batch size.
+    """
+
+    def __init__(self, source: Any, mid_epoch: bool) -> None:
+        own = getattr(source, "generators", None)
+        self._generators = list(own()) if callable(own) else []
+        state_dict = getattr(source, "state_dict", None)
+        self._state = state_dict() if mid_epoch and callable(state_dict) else None
+        self.batch_size = per_rank_batch_size(source)
+
+    def generators(self) -> list[torch.Generator]:
+        return self._generators
+
+    def state_dict(self) -> Any:
+        return self._state
+
+
+def release_sources(*sources: Any) -> None:
+    """:meth:`IterableBatches.release` for each source that is one (the end of a fit, evaluation, prediction)."""
+    for source in sources:
+        if isinstance(source, IterableBatches):
+            source.release()
 
 
 def source_length(source: Iterable[Any]) -> int | None:

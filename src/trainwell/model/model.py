@@ -24,7 +24,13 @@ from trainwell.data.inputs import (
     tensor_source,
     validation_source,
 )
-from trainwell.data.sources import IterableBatches, TensorBatches, source_length
+from trainwell.data.sources import (
+    FinishedSource,
+    IterableBatches,
+    TensorBatches,
+    release_sources,
+    source_length,
+)
 from trainwell.engine import sanity
 from trainwell.engine.compilation import CompiledNetwork, compile_options
 from trainwell.engine.loop import Loop, LoopState
@@ -443,16 +449,22 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
         if valid_steps is not None:
             params["valid_steps"] = valid_steps
         callback_list = self._callbacks(callbacks, verbose, progress_options, params)
-        with self._running():
-            sanity.sanity_check(self, train, valid, self._sanity_batches, initial_epoch)
-            return self._loop.fit(
-                train,
-                valid,
-                epochs=epochs,
-                initial_epoch=initial_epoch,
-                batches_per_step=batches_per_step,
-                callbacks=callback_list,
-            )
+        try:
+            with self._running():
+                sanity.sanity_check(self, train, valid, self._sanity_batches, initial_epoch)
+                return self._loop.fit(
+                    train,
+                    valid,
+                    epochs=epochs,
+                    initial_epoch=initial_epoch,
+                    batches_per_step=batches_per_step,
+                    callbacks=callback_list,
+                )
+        finally:
+            # Trainwell's loader copies stop their workers now, and the model keeps only what training_state
+            # needs of the training source: not the user's loader (and its workers) for as long as it lives.
+            release_sources(train, valid)
+            self._loop.train_source = FinishedSource(train, mid_epoch=not self._loop.state.epoch_done)
 
     def _running(self) -> _Run:
         device = self._data_device()
