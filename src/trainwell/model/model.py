@@ -33,6 +33,7 @@ from trainwell.data.sources import (
 )
 from trainwell.engine import sanity
 from trainwell.engine.compilation import CompiledNetwork, compile_options
+from trainwell.engine.cpu_memory import tune_malloc_for_cpu
 from trainwell.engine.loop import Loop, LoopState
 from trainwell.engine.parallel import distribute
 from trainwell.engine.precision import MixedPrecision
@@ -468,6 +469,8 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
 
     def _running(self) -> _Run:
         device = self._data_device()
+        if device is None or device.type == "cpu":
+            tune_malloc_for_cpu()  # large tensors reuse freed memory (engine/cpu_memory.py says why)
         self._steps.device = device
         self._steps.precision.bind(device)
         distribute(self)  # under torchrun: the steps call the network through DDP
