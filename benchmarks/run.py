@@ -17,6 +17,7 @@ import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -147,12 +148,21 @@ def main(argv: list[str] | None = None) -> int:
         # A real measurement is one (framework, scenario) per process; a smoke run, one process per framework.
         jobs = [[s] for s in chosen if s not in skipped] if not args.smoke else [chosen]
         for job in jobs:
-            for framework in rotated(frameworks, round_ - 1):
-                # Each framework only in the scenarios it is measured in (the HF Trainer: E only).
-                measured = [name for name in job if applies(framework, scenarios(args.smoke)[name])]
-                if framework in unavailable or not measured:
-                    continue
-                for record in run_worker(framework, measured, args.smoke, args.timeout):
+            order = rotated(frameworks, round_ - 1)
+            # Each framework only in the scenarios it is measured in (the HF Trainer: E only).
+            work = {
+                framework: [name for name in job if applies(framework, scenarios(args.smoke)[name])]
+                for framework in order
+            }
+            work = {framework: names for framework, names in work.items() if names and framework not in unavailable}
+            results: dict[str, list[dict[str, Any]]] = {}
+            if args.smoke:  # a smoke run checks the harness, not speed: its workers run side by side
+                with ThreadPoolExecutor(max_workers=len(work) or 1) as pool:
+                    futures = {f: pool.submit(run_worker, f, names, True, args.timeout) for f, names in work.items()}
+                    results = {framework: future.result() for framework, future in futures.items()}
+            for framework, measured in work.items():
+                found = results[framework] if args.smoke else run_worker(framework, measured, args.smoke, args.timeout)
+                for record in found:
                     name = record["scenario"]
                     print(f"[{round_}/{rounds}] {name:<10} {framework:<11} {_describe(record)}", file=sys.stderr)
                     if record["status"] == "unavailable":
