@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from trainwell import Model
 from trainwell.engine.steps import Steps, split_batch
 
 
@@ -114,3 +115,33 @@ def test_missing_loss_or_optimizer_is_a_clear_runtime_error():
         Steps(network, None, None, None).evaluate((torch.zeros(1, 2), torch.zeros(1, dtype=torch.long)))
     with pytest.raises(RuntimeError, match="no optimizer"):
         Steps(network, None, None, None).optimizer_step()
+
+
+def test_gradients_are_cleared_after_each_step_as_zero_grad_would_and_an_optimizers_own_zero_grad_is_used():
+    """trainwell clears gradients itself (torch's zero_grad(set_to_none=True) without its profiler range);
+    an optimizer that overrides zero_grad, and a running profiler, still get torch's call."""
+    import torch.profiler
+
+    calls = []
+
+    class OwnZeroGrad(torch.optim.SGD):
+        def zero_grad(self, set_to_none: bool = True) -> None:
+            calls.append(set_to_none)
+            super().zero_grad(set_to_none)
+
+    x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+
+    def trained(optimizer_class):
+        torch.manual_seed(0)
+        network = nn.Linear(3, 2)
+        model = Model(network, optimizer_class(network.parameters(), lr=0.1), "cross_entropy", sanity_check=False)
+        model.fit(x, y, batch_size=8, epochs=2, verbose=False)
+        return network
+
+    plain, own = trained(torch.optim.SGD), trained(OwnZeroGrad)
+    assert all(parameter.grad is None for parameter in plain.parameters())
+    assert torch.equal(plain.weight, own.weight) and torch.equal(plain.bias, own.bias)
+    assert calls == [True] * 8  # 4 steps an epoch, 2 epochs
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        trained(torch.optim.SGD)
+    assert any(event.name.startswith("Optimizer.zero_grad#SGD") for event in profiler.events())

@@ -30,6 +30,8 @@ __all__ = ["StepFunction", "StepResult", "Steps", "call_network"]
 # A user's own step: ``step(context, batch) -> {name: value}`` (see trainwell.engine.step_context.StepContext).
 StepFunction = Callable[[Any, Any], Any]
 
+_TORCH_ZERO_GRAD = torch.optim.Optimizer.zero_grad
+
 
 @dataclass
 class StepResult:
@@ -238,8 +240,16 @@ class Steps:
 
     @staticmethod
     def _clear_gradients(optimizers: list[torch.optim.Optimizer]) -> None:
+        profiling = torch.autograd._profiler_enabled()
         for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
+            if type(optimizer).zero_grad is _TORCH_ZERO_GRAD and not profiling:
+                # What torch's zero_grad(set_to_none=True) does, without its profiler range: entering and
+                # leaving a record_function costs about 5% of a small model's step on the CPU.
+                for group in optimizer.param_groups:
+                    for parameter in group["params"]:
+                        parameter.grad = None
+            else:  # an optimizer's own zero_grad, or a profiler that shows it
+                optimizer.zero_grad(set_to_none=True)
 
     def _release_kept(self) -> None:
         """Clears the gradients kept after their optimizer's step (see ``keep_gradients``)."""
