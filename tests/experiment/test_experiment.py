@@ -652,8 +652,8 @@ def test_run_json_records_the_commit_of_the_scripts_repository(tmp_path: Path) -
 
 
 def test_training_testing_and_inference_never_load_pandas(tmp_path: Path) -> None:
-    """The experiment reads its own log.tsv with the csv module: pandas (and the pyarrow it brings, whose
-    threads at interpreter exit abort torchrun workers) is loaded only when the user asks for a DataFrame."""
+    """The experiment reads its own log.tsv with the csv module: pandas (and the pyarrow it brings) is loaded
+    only when the user asks for a DataFrame."""
     import sys
 
     script = (

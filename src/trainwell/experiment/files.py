@@ -139,9 +139,9 @@ def read_epoch_logs(log_path: Path) -> list[dict[str, Any]]:
     r"""The rows of a ``log.tsv``, numbers as numbers (the epoch an int), a value left empty left out.
 
     The training's own readers use this rather than pandas: a process that trained, plotted or searched
-    should not load pandas and pyarrow (their native threads at interpreter exit are a known source of
-    aborts under torchrun), and empty cells (a validation value on an epoch without validation) must not
-    read as text.
+    need not load pandas and pyarrow (heavy, and pyarrow's native threads at interpreter exit are a known
+    source of aborts, apache/arrow#34314), and empty cells (a validation value on an epoch without
+    validation) must not read as text.
 
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / 'log.tsv'
