@@ -242,7 +242,7 @@ class Steps:
     def _clear_gradients(optimizers: list[torch.optim.Optimizer]) -> None:
         profiling = torch.autograd._profiler_enabled()
         for optimizer in optimizers:
-            if type(optimizer).zero_grad is _TORCH_ZERO_GRAD and not profiling:
+            if getattr(type(optimizer), "zero_grad", None) is _TORCH_ZERO_GRAD and not profiling:
                 # What torch's zero_grad(set_to_none=True) does, without its profiler range: entering and
                 # leaving a record_function costs about 5% of a small model's step on the CPU.
                 for group in optimizer.param_groups:
