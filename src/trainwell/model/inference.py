@@ -17,7 +17,7 @@ from trainwell import distributed
 from trainwell.callbacks.base import Callback
 from trainwell.data.batches import concatenate, to_device
 from trainwell.data.inputs import dataset_source, iterable_source, tensor_source
-from trainwell.data.sources import is_sharded, release_sources, source_length
+from trainwell.data.sources import is_sharded, source_length
 from trainwell.model.returns import format_evaluation, format_outputs
 from trainwell.utils.checks import check_positive_int
 from trainwell.utils.tensors import numpy_to_torch
@@ -174,14 +174,11 @@ class EvaluateAndPredict:
         callback_list = self._callbacks(callbacks, verbose, progress_options, {"steps": source_length(source)})
         collect: list[tuple[Any, Any]] | None = [] if return_pred or return_ground_truth else None
         started = time.perf_counter()
-        try:
-            with self._running():
-                callback_list.on_test_begin({})
-                logs = self._loop.evaluate_phase(source, "test", callback_list, collect)
-                elapsed = time.perf_counter() - started
-                callback_list.on_test_end({"time": elapsed, **{f"test_{key}": value for key, value in logs.items()}})
-        finally:
-            release_sources(source)
+        with self._running(source):
+            callback_list.on_test_begin({})
+            logs = self._loop.evaluate_phase(source, "test", callback_list, collect)
+            elapsed = time.perf_counter() - started
+            callback_list.on_test_end({"time": elapsed, **{f"test_{key}": value for key, value in logs.items()}})
         extras: tuple[Any, ...] = ()
         output = {"concatenate_returns": concatenate_returns, "convert_to_numpy": convert_to_numpy}
         if return_pred:
@@ -297,13 +294,10 @@ class EvaluateAndPredict:
     ) -> Any:
         callback_list = self._callbacks(callbacks, verbose, progress_options, {"steps": source_length(source)})
         started = time.perf_counter()
-        try:
-            with self._running():
-                callback_list.on_predict_begin({})
-                predictions, truths = self._loop.predict_phase(source, callback_list, has_ground_truth)
-                callback_list.on_predict_end({"time": time.perf_counter() - started})
-        finally:
-            release_sources(source)
+        with self._running(source):
+            callback_list.on_predict_begin({})
+            predictions, truths = self._loop.predict_phase(source, callback_list, has_ground_truth)
+            callback_list.on_predict_end({"time": time.perf_counter() - started})
         output = {"concatenate_returns": concatenate_returns, "convert_to_numpy": convert_to_numpy}
         result = format_outputs(_from_every_rank(predictions, source), **output)
         if return_ground_truth:

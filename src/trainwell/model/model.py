@@ -451,7 +451,7 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
             params["valid_steps"] = valid_steps
         callback_list = self._callbacks(callbacks, verbose, progress_options, params)
         try:
-            with self._running():
+            with self._running(train, valid):
                 sanity.sanity_check(self, train, valid, self._sanity_batches, initial_epoch)
                 return self._loop.fit(
                     train,
@@ -462,26 +462,26 @@ class Model(EvaluateAndPredict, WeightsAndDevices, TrainingState):
                     callbacks=callback_list,
                 )
         finally:
-            # Trainwell's loader copies stop their workers now, and the model keeps only what training_state
-            # needs of the training source: not the user's loader (and its workers) for as long as it lives.
-            release_sources(train, valid)
+            # The model keeps only what training_state needs of the training source: not the user's loader
+            # (and its workers) for as long as the model lives.
             self._loop.train_source = FinishedSource(train, mid_epoch=not self._loop.state.epoch_done)
 
-    def _running(self) -> _Run:
+    def _running(self, *sources: Any) -> _Run:
         device = self._data_device()
         if device is None or device.type == "cpu":
             tune_malloc_for_cpu()  # large tensors reuse freed memory (engine/cpu_memory.py says why)
         self._steps.device = device
         self._steps.precision.bind(device)
         distribute(self)  # under torchrun: the steps call the network through DDP
-        return _Run(self._steps)
+        return _Run(self._steps, sources)
 
 
 class _Run:
-    """Resets per-run step settings however the run ends."""
+    """Resets per-run step settings, and releases the run's sources, however the run ends."""
 
-    def __init__(self, steps: Steps) -> None:
+    def __init__(self, steps: Steps, sources: tuple[Any, ...] = ()) -> None:
         self.steps = steps
+        self.sources = sources
         self.hooks = list(steps.before_optimizer_step)
 
     def __enter__(self) -> None:
@@ -492,3 +492,4 @@ class _Run:
         # Gradient hooks that callbacks added for this run go with it, even when it raised and
         # on_train_end never ran: a later fit without those callbacks must not keep clipping.
         self.steps.before_optimizer_step[:] = self.hooks
+        release_sources(*self.sources)  # worker processes of trainwell's loader copies stop now
