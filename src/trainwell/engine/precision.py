@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from trainwell.engine import optimizer_calls
+
 __all__ = ["PRECISIONS", "MixedPrecision", "normalize_precision"]
 
 # Accepted spellings -> canonical name (Lightning's '16-mixed' / 'bf16-mixed' included).
@@ -92,7 +94,7 @@ class MixedPrecision:
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         """Steps ``optimizer`` (through the scaler, which skips it when the gradients overflowed)."""
         if self.scaler is None:
-            optimizer.step()
+            optimizer_calls.step(optimizer)
         else:
             self.scaler.step(optimizer)
 
