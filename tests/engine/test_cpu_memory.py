@@ -44,8 +44,9 @@ def test_a_cpu_fit_reuses_freed_memory_instead_of_faulting_new_pages_every_step(
     opted_out, defaults = _faults_per_step(TRAINWELL_MALLOC_TUNING="0")
     assert (tuned, opted_out) == ("True", "False")
     # glibc's defaults: the step's activations go back to the system and fault in again, 5,600-9,100 pages a
-    # step here (6 runs); with the thresholds, 0-320 (an occasional new region of the heap).
-    assert defaults > 2000 and with_setting < defaults / 5, (with_setting, defaults)
+    # step on one machine (6 runs), 2,100-5,300 on another; with the thresholds, 0-470 (an occasional new
+    # region of the heap). The margins leave room for both (a bound of 2,000 for the defaults failed once on the second).
+    assert defaults > 1000 and with_setting < defaults / 4, (with_setting, defaults)
 
 
 @pytest.mark.parametrize(

@@ -378,7 +378,7 @@ class Loop:
                 state.batch = batch_number
                 for method in begin:
                     method(batch_number, {})
-                started = time.perf_counter()
+                started = time.perf_counter() if end else 0.0  # the batch's time is only for listeners
                 if custom is None:
                     result = steps.evaluate(batch)
                 else:
