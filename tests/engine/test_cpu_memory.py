@@ -45,7 +45,7 @@ def test_a_cpu_fit_reuses_freed_memory_instead_of_faulting_new_pages_every_step(
     assert (tuned, opted_out) == ("True", "False")
     # glibc's defaults: the step's activations go back to the system and fault in again, 5,600-9,100 pages a
     # step on one machine (6 runs), 2,100-5,300 on another; with the thresholds, 0-470 (an occasional new
-    # region of the heap). The margins leave room for both (a bound of 2,000 for the defaults failed once on the second).
+    # region of the heap). The margins leave room for both (a bound of 2,000 failed once on the second).
     assert defaults > 1000 and with_setting < defaults / 4, (with_setting, defaults)
 
 
