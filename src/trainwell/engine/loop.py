@@ -284,6 +284,7 @@ class Loop:
         begin = callbacks.listeners["on_train_batch_begin"]
         backward_end = callbacks.listeners["on_backward_end"]
         end = callbacks.listeners["on_train_batch_end"]
+        tracker.defer_metrics(not end)  # with no batch-end listener, no batch value is ever read
         accumulate = batches_per_step > 1
         length = source_length(source) if accumulate else None  # None: every micro-batch synchronizes
         # Poutyne's contract: gradients are still readable in on_train_batch_end. They are then cleared
@@ -369,6 +370,7 @@ class Loop:
         self._epoch_start(phase, tracker)
         begin = callbacks.listeners[f"on_{phase}_batch_begin"]
         end = callbacks.listeners[f"on_{phase}_batch_end"]
+        tracker.defer_metrics(not end)
         steps.network.eval()
         steps.check_next_targets = True
         steps.data_argument = getattr(source, "argument", "generator")

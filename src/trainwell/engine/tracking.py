@@ -149,9 +149,19 @@ class MetricTracker:
         # The last batch's raw values: what stateful metrics show while the phase runs.
         self._last: list[torch.Tensor] | None = None
         self._marked = False  # this phase's stateful metrics are in _UPDATED (done at its first batch)
+        # Additive metrics computed on several batches at once (see defer_metrics): the held outputs and
+        # targets, their size in bytes, and per column the group results not yet folded into the sums.
+        self.deferring = False
+        self._group: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._group_bytes = 0
+        self._group_results: list[list[torch.Tensor]] = []
         self._set_kinds(False)
 
     FOLD_EVERY = 64
+    # The most output and target bytes held for a deferred computation. A few small kernels per batch
+    # cost more than their work on a CPU (a 256 x 10 argmax takes about 10 us, mostly fixed cost); past
+    # a megabyte the work dominates, so holding more would save nothing and keep memory.
+    GROUP_BYTES = 1 << 20
 
     def _set_names(self) -> None:
         self.batch_names: list[tuple[str, ...]] = (
@@ -195,11 +205,40 @@ class MetricTracker:
                 producers.append(metric.counts)
         kinds.extend("mean" for _ in self.extra_names)
         self._kinds, self._producers = kinds, producers
+        offset = 1 if self.with_loss else 0
+        # The columns whose values are sums over samples (additive hits or counts): what defer_metrics
+        # may compute on a group of batches instead of each batch.
+        self._additive = [
+            (index + offset, producer)
+            for index, (metric, producer) in enumerate(zip(self.batch_metrics, producers))
+            if getattr(metric, "additive", False) and kinds[index + offset] in ("hits", "counts")
+        ]
+        deferred = {index - offset for index, _ in self._additive}
+        self._eager_producers = [producer for index, producer in enumerate(producers) if index not in deferred]
+        self._layout = [None if index in deferred else producer for index, producer in enumerate(producers)]
+        self.deferring = self.deferring and bool(self._additive)
+        if len(self._group_results) != len(kinds):  # a new layout; within a phase the results stay
+            self._group_results = [[] for _ in kinds]
         self._uses_numel = "hits" in kinds
         self._states = [metric.state for metric in self.batch_metrics if metric.state is not None]
         # A loss and stateless batch metrics, nothing else (the usual phase): update takes a shorter path,
         # which shows on the CPU, where a small model's batch takes a few hundred microseconds.
         self._lean = self.with_loss and not self.epoch_metrics and not self.extra_names and not self._states
+
+    def defer_metrics(self, allowed: bool) -> None:
+        """Lets additive batch metrics be computed on groups of batches when nobody reads batch values.
+
+        The loop allows it for a phase without batch-end listeners: a batch's metric value is then only
+        ever part of the phase's sums, and a metric that declares itself additive (its counts are sums over
+        samples, as accuracy's are) gives the same integer sums on the concatenated outputs of several
+        batches as on each batch, with a few kernels per group instead of per batch. The outputs and
+        targets are held until the group is computed, at most :attr:`GROUP_BYTES` of them and never past
+        a fold; every read of the sums (running logs, the phase's values, a checkpoint) computes the group
+        first. As for predictions, the loop relies on each batch's outputs and targets being tensors that
+        the next batch does not overwrite.
+        """
+        self._flush_group()
+        self.deferring = allowed and bool(self._additive)
 
     def reset(self, targets_valid: bool = False) -> None:
         """Starts a new phase: zero sums, reset epoch metrics.
@@ -216,6 +255,7 @@ class MetricTracker:
         self.extra_names = ()
         self._last = None
         self._marked = False
+        self._group, self._group_bytes, self._group_results = [], 0, []
         self._set_names()
         self._set_kinds(targets_valid)
         for metric in [*self._states, *self.epoch_metrics]:
@@ -272,9 +312,48 @@ class MetricTracker:
     def _update_lean(self, loss: torch.Tensor, y_pred: Any, y_true: Any, size: int) -> list[torch.Tensor]:
         """:meth:`update` for the common phase (a loss, stateless batch metrics, nothing else)."""
         values = _BatchValues([loss])
-        for produce in self._producers:
-            values.append(produce(y_pred, y_true))
+        if self.deferring and type(y_pred) is torch.Tensor and type(y_true) is torch.Tensor:
+            self._hold(y_pred, y_true)
+            for produce in self._layout:
+                values.append(None if produce is None else produce(y_pred, y_true))
+        else:
+            for produce in self._producers:
+                values.append(produce(y_pred, y_true))
         return self._record(values, y_true, size)
+
+    def _hold(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> None:
+        """Adds a batch to the deferred group (computing the group first when the batch cannot join it)."""
+        group = self._group
+        if group:
+            first_pred, first_true = group[0]
+            if (
+                y_pred.shape[1:] != first_pred.shape[1:]
+                or y_true.shape[1:] != first_true.shape[1:]
+                or y_pred.dtype != first_pred.dtype
+                or y_true.dtype != first_true.dtype
+                or y_pred.device != first_pred.device
+                or y_true.device != first_true.device
+            ):
+                self._flush_group()  # outputs of another shape (a longer sequence) start a new group
+        group = self._group
+        group.append((y_pred, y_true))
+        self._group_bytes += y_pred.numel() * y_pred.element_size() + y_true.numel() * y_true.element_size()
+        if self._group_bytes >= self.GROUP_BYTES:
+            self._flush_group()
+
+    def _flush_group(self) -> None:
+        """Computes the additive metrics on the held batches at once; their results await the next fold."""
+        group = self._group
+        if not group:
+            return
+        if len(group) == 1:
+            y_pred, y_true = group[0]
+        else:
+            y_pred = torch.cat([pred for pred, _ in group])
+            y_true = torch.cat([true for _, true in group])
+        for index, produce in self._additive:
+            self._group_results[index].append(produce(y_pred, y_true))
+        self._group, self._group_bytes = [], 0
 
     def _record(self, values: _BatchValues, y_true: Any, size: int) -> list[torch.Tensor]:
         """Adds one batch's values to the pending ones, folding them into the sums every FOLD_EVERY."""
@@ -288,26 +367,34 @@ class MetricTracker:
             self._sums = self._folded()
             self._numel_total += sum(self._pending_numels)
             self._pending, self._pending_sizes, self._pending_numels = [], [], []
+            self._group_results = [[] for _ in self._kinds]
         self.count += size
         self._last = values
         return values
 
+    def _column(self, index: int) -> list[torch.Tensor]:
+        """The pending values of one column: per batch, or per group for the deferred batches."""
+        values = [batch[index] for batch in self._pending if batch[index] is not None]
+        return values + self._group_results[index] if index < len(self._group_results) else values
+
     def _folded(self) -> list[torch.Tensor] | None:
         """The sums with the pending batches added (new tensors: the stored sums are left as they are)."""
+        self._flush_group()  # every read sees the held batches' metrics
         if not self._pending:
             return self._sums
         sums = self._sums
         if sums is None:
-            sums = [_accumulator_like(value) for value in self._pending[0]]
+            sums = [_accumulator_like(self._column(index)[0]) for index in range(len(self._pending[0]))]
         folded = []
         for index, (total, kind) in enumerate(zip(sums, self._kinds)):
             if kind == "stateful":
                 folded.append(total)  # a placeholder: the phase value is the metric state's
                 continue
-            stacked = torch.stack([values[index] for values in self._pending]).to(total.dtype)
             if kind != "mean":
-                folded.append(total + stacked.sum(0))  # counts and hits add up as they are
+                # Counts and hits add up as they are, whether they come per batch or per group.
+                folded.append(total + torch.stack(self._column(index)).to(total.dtype).sum(0))
                 continue
+            stacked = torch.stack([values[index] for values in self._pending]).to(total.dtype)
             # Batch means weighted by batch size; sizes are grouped so that no weight tensor has to be
             # copied to the device (usually one size, plus a smaller last batch).
             total = total.clone()
@@ -396,11 +483,16 @@ class MetricTracker:
 
     def state_dict(self) -> dict[str, Any]:
         """Copies of the running sums and epoch-metric accumulators, for a mid-phase checkpoint."""
+        self._flush_group()
         return {
             "count": self.count,
             "sums": [total.clone() for total in self._sums] if self._sums is not None else None,
             # Kept apart, not folded: the resumed phase folds them where the uninterrupted one would.
-            "pending": [[value.detach().clone() for value in values] for values in self._pending],
+            # A deferred metric has no per-batch value (None) but per-group results, kept as well.
+            "pending": [
+                [None if value is None else value.detach().clone() for value in values] for values in self._pending
+            ],
+            "group_results": [[value.clone() for value in column] for column in self._group_results],
             "pending_sizes": list(self._pending_sizes),
             "pending_numels": list(self._pending_numels),
             "numel_total": self._numel_total,
@@ -418,6 +510,7 @@ class MetricTracker:
         self.count = int(state["count"])
         self._sums = [total.clone() for total in state["sums"]] if state["sums"] is not None else None
         self._pending = [list(values) for values in state.get("pending", [])]
+        self._group, self._group_bytes, self._group_results = [], 0, []
         self._pending_sizes = [int(size) for size in state.get("pending_sizes", [])]
         self._pending_numels = [int(numel) for numel in state.get("pending_numels", [])]
         self._numel_total = int(state.get("numel_total", 0))
@@ -425,6 +518,9 @@ class MetricTracker:
         self.extra_names = tuple(state.get("extra_names", ()))
         self._set_names()
         self._set_kinds(self.targets_valid)
+        saved_results = state.get("group_results") or []
+        for index, column in enumerate(saved_results[: len(self._group_results)]):
+            self._group_results[index] = list(column)
         self.outputs = [dict(output) for output in state.get("outputs", [])]
         self.output_sizes = [int(size) for size in state.get("output_sizes", [])]
         for metric, metric_state in zip(self.epoch_metrics, state["epoch_metrics"]):
@@ -462,6 +558,7 @@ class MetricTracker:
             sizes += self.output_sizes
         self._sums, self.count, self._numel_total = totals, count, numel
         self._pending, self._pending_sizes, self._pending_numels = [], [], []
+        self._group_results = [[] for _ in self._kinds]
         self.outputs, self.output_sizes = outputs, sizes
         for metric, collected in zip(self.epoch_metrics, epoch_states):
             metric.load_state_dict(_merged(metric, collected))

@@ -116,6 +116,10 @@ class BatchMetric:
             torchmetrics ``Metric``'s forward). The batch logs show ``fn``'s value; the phase's value is
             ``state.compute()`` on the whole phase instead of an average of batch values, and the loop
             resets, checkpoints and merges ``state`` across processes like an epoch metric's.
+        additive: ``counts`` and ``hits`` are sums over the batch's samples (each sample adds its own
+            share, whatever else is in the batch), so that they are the same on several batches
+            concatenated as summed over each. The loop may then compute them once for a group of
+            batches when nobody reads the batch values: a few kernels per group instead of per batch.
 
     ``fn`` may return a number, a tensor, an array, a list, a tuple or a dict keyed by the names: the loop
     converts it (see :func:`trainwell.metrics.values.as_values`).
@@ -135,6 +139,7 @@ class BatchMetric:
         scale: float = 1.0,
         hits: Any = None,
         state: EpochMetric | None = None,
+        additive: bool = False,
     ) -> None:
         self.fn = fn
         self.names = check_names(names, "names")
@@ -143,6 +148,7 @@ class BatchMetric:
         self.scale = scale
         self.hits = hits if counts is not None else None
         self.state = state
+        self.additive = additive and counts is not None and state is None
 
     def __call__(self, y_pred: Any, y_true: Any) -> torch.Tensor:
         """The metric's value on one batch, on the device."""

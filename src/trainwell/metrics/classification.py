@@ -198,6 +198,7 @@ class Accuracy(BatchMetric):
             scale=100.0,
             # A negative ignore_index can never be a predicted class: with all targets >= 0, hits suffice.
             hits=accuracy_hits if ignore_index < 0 else None,
+            additive=True,  # correct and counted targets, each sample on its own
         )
         self.ignore_index, self.reduction = ignore_index, reduction
 
@@ -229,5 +230,7 @@ class TopKAccuracy(BatchMetric):
         fn = partial(topk_accuracy, k=k, ignore_index=ignore_index, reduction=reduction)
         counts = partial(topk_counts, k=k, ignore_index=ignore_index) if exact else None
         hits = partial(topk_hits, k=k) if ignore_index < 0 else None
-        super().__init__(fn, (name or f"top{k}",), higher_is_better=True, counts=counts, scale=100.0, hits=hits)
+        super().__init__(
+            fn, (name or f"top{k}",), higher_is_better=True, counts=counts, scale=100.0, hits=hits, additive=True
+        )
         self.k, self.ignore_index, self.reduction = k, ignore_index, reduction
