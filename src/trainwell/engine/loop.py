@@ -417,7 +417,7 @@ class Loop:
                 state.batch = batch_number
                 for method in begin:
                     method(batch_number, {})
-                started = time.perf_counter()
+                started = time.perf_counter() if end else 0.0
                 if has_ground_truth:
                     x, y = split_batch(batch, getattr(source, "argument", "generator"))
                     truths.append(y)
