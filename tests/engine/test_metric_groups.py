@@ -20,10 +20,10 @@ class CountingCounts:
         return accuracy_counts(y_pred, y_true)
 
 
-def counted_accuracy(additive: bool) -> tuple[BatchMetric, CountingCounts]:
+def counted_accuracy(additive: bool, name: str = "acc") -> tuple[BatchMetric, CountingCounts]:
     counts = CountingCounts()
     metric = BatchMetric(
-        lambda y_pred, y_true: torch.tensor(0.0), ("acc",), counts=counts, scale=100.0, additive=additive
+        lambda y_pred, y_true: torch.tensor(0.0), (name,), counts=counts, scale=100.0, additive=additive
     )
     return metric, counts
 
@@ -136,10 +136,10 @@ class _ReadsEveryBatch(Callback):
         self._read(logs)
 
 
-def _model(seed=0):
+def _model(seed=0, *extra_metrics):
     torch.manual_seed(seed)
     network = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4))
-    return Model(network, "sgd", "cross_entropy", batch_metrics=["accuracy", TopKAccuracy(2)])
+    return Model(network, "sgd", "cross_entropy", batch_metrics=["accuracy", TopKAccuracy(2), *extra_metrics])
 
 
 def test_fit_and_evaluate_log_the_same_with_and_without_a_batch_listener():
@@ -162,3 +162,38 @@ def test_fit_and_evaluate_log_the_same_with_and_without_a_batch_listener():
         del logs["time"]
     assert evaluations[0] == evaluations[1]
     assert len(reader.accuracies) == 2 * 32 + 2 * 32 + 72
+
+
+class _ReadsDespiteSayingNot(_ReadsEveryBatch):
+    reads_batch_metrics = False  # wrong: it reads them; the values must still be right
+
+
+def test_a_callback_that_says_it_reads_no_metric_still_reads_the_right_values():
+    generator = torch.Generator().manual_seed(2)
+    x, y = torch.randn(300, 6, generator=generator), torch.randint(0, 4, (300,), generator=generator)
+    honest, liar = _ReadsEveryBatch(), _ReadsDespiteSayingNot()
+    results = []
+    for reader in (honest, liar):
+        model = _model()
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=False, callbacks=[reader])
+        results.append({k: v for k, v in history[0].items() if k != "time"})
+    assert liar.accuracies == honest.accuracies and len(honest.accuracies) == 19
+    assert results[0] == results[1]
+
+
+def test_the_progress_bar_lets_metrics_be_grouped_and_shows_the_same_values(capsys):
+    generator = torch.Generator().manual_seed(4)
+    x, y = torch.randn(400, 6, generator=generator), torch.randint(0, 4, (400,), generator=generator)
+    computed = []
+    histories = []
+    for verbose in (True, False):
+        metric, counts = counted_accuracy(additive=True, name="counted")  # how many times it runs
+        model = _model(0, metric)
+        logs = model.fit(x, y, batch_size=8, epochs=1, verbose=verbose, callbacks=[])
+        histories.append({k: v for k, v in logs[0].items() if k != "time"})
+        computed.append(len(counts.sizes))
+    assert "acc" in capsys.readouterr().out  # the bar showed the running accuracy
+    assert histories[0] == histories[1]
+    # 50 batches, after the sanity check's 2 (computed per batch): one group without the bar; with it,
+    # groups that its reads of the running values end, still far fewer than the batches.
+    assert computed[1] == 2 + 1 and computed[0] < 2 + 25

@@ -62,6 +62,11 @@ class Callback:
             default, as Poutyne promises). While a listener may, the gradients of a step are kept until
             the next step begins; a callback that never reads them sets False, so that they are freed
             right after the optimizer step.
+        reads_batch_metrics: whether the batch-end hooks may read the loss and metric values of their
+            ``logs`` (True by default). While no listener of a phase's batch-end hook may, additive
+            metrics such as accuracy are computed once for a group of batches instead of per batch; a
+            callback that only reads ``batch``, ``size`` and ``time`` (or the tracker's running values)
+            sets False. A value read anyway is still right, only computed again for that batch.
 
     A public method whose name starts with ``on_`` but is no known hook triggers a warning when the
     callback is created, because a misspelled hook is otherwise silently never called.
@@ -74,6 +79,7 @@ class Callback:
     model: Any = None
     params: dict[str, Any]
     reads_gradients: bool = True
+    reads_batch_metrics: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -210,6 +216,8 @@ class CallbackList:
         self.listeners: dict[str, list[Any]] = {hook: [] for hook in HOOKS}
         # Whether a step's gradients must outlive its optimizer step (see Callback.reads_gradients).
         self.reads_gradients = False
+        # The batch-end hooks with a listener that may read a batch's metric values (Callback.reads_batch_metrics).
+        self.metric_readers: set[str] = set()
         for callback in callbacks or ():
             self.append(callback)
 
@@ -230,6 +238,8 @@ class CallbackList:
             self.listeners[hook].append(getattr(callback, hook))
         if "on_train_batch_end" in hooks and getattr(callback, "reads_gradients", True) is not False:
             self.reads_gradients = True
+        if getattr(callback, "reads_batch_metrics", True) is not False:
+            self.metric_readers.update(hook for hook in hooks if hook.endswith("_batch_end"))
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.callbacks)

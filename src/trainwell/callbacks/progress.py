@@ -88,6 +88,7 @@ class ProgressionCallback(Callback):
     """
 
     reads_gradients = False  # its on_train_batch_end never looks at gradients
+    reads_batch_metrics = False  # it shows the tracker's running values, read every `interval` seconds
 
     def __init__(
         self,

@@ -284,7 +284,8 @@ class Loop:
         begin = callbacks.listeners["on_train_batch_begin"]
         backward_end = callbacks.listeners["on_backward_end"]
         end = callbacks.listeners["on_train_batch_end"]
-        tracker.defer_metrics(not end)  # with no batch-end listener, no batch value is ever read
+        # With no batch-end listener that reads them, no batch's metric value is ever read.
+        tracker.defer_metrics("on_train_batch_end" not in callbacks.metric_readers)
         accumulate = batches_per_step > 1
         length = source_length(source) if accumulate else None  # None: every micro-batch synchronizes
         # Poutyne's contract: gradients are still readable in on_train_batch_end. They are then cleared
@@ -370,7 +371,7 @@ class Loop:
         self._epoch_start(phase, tracker)
         begin = callbacks.listeners[f"on_{phase}_batch_begin"]
         end = callbacks.listeners[f"on_{phase}_batch_end"]
-        tracker.defer_metrics(not end)
+        tracker.defer_metrics(f"on_{phase}_batch_end" not in callbacks.metric_readers)
         steps.network.eval()
         steps.check_next_targets = True
         steps.data_argument = getattr(source, "argument", "generator")

@@ -101,9 +101,14 @@ def _converted(metric: BatchMetric) -> Any:
 
 
 class _BatchValues(list):
-    """One batch's raw values, plus the number of target elements when hits are tracked."""
+    """One batch's raw values, plus the number of target elements when hits are tracked.
+
+    A metric computed with its group (see :meth:`MetricTracker.defer_metrics`) is None here; ``pair``
+    then holds the batch's outputs and targets, to compute it should a batch log be read after all.
+    """
 
     numel = 0
+    pair: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class MetricTracker:
@@ -314,6 +319,7 @@ class MetricTracker:
         values = _BatchValues([loss])
         if self.deferring and type(y_pred) is torch.Tensor and type(y_true) is torch.Tensor:
             self._hold(y_pred, y_true)
+            values.pair = (y_pred, y_true)
             for produce in self._layout:
                 values.append(None if produce is None else produce(y_pred, y_true))
         else:
@@ -426,6 +432,14 @@ class MetricTracker:
 
     def batch_logs(self, values: Sequence[torch.Tensor]) -> dict[str, float]:
         """One batch's values as returned by :meth:`update` -> ``{name: float}`` (one host transfer)."""
+        pair = getattr(values, "pair", None)
+        if pair is not None:  # a metric left to its group, read anyway: computed for this batch alone
+            filled = _BatchValues(values)
+            filled.numel = values.numel  # type: ignore[attr-defined]
+            for index, produce in self._additive:
+                if filled[index] is None:
+                    filled[index] = produce(*pair)
+            values = filled
         return _expand(self.batch_names, self._finish(values, None, getattr(values, "numel", 0)))
 
     def loss_total(self) -> torch.Tensor | None:

@@ -147,6 +147,7 @@ class RunCheckpointer(Callback):
     """
 
     reads_gradients = False  # its on_train_batch_end never looks at gradients
+    reads_batch_metrics = False  # nor at the batch's metric values (a checkpoint reads the tracker's state)
 
     def __init__(
         self,
