@@ -58,7 +58,7 @@ def test_grouped_metrics_equal_per_batch_metrics_across_folds_groups_and_shapes(
         eager = MetricTracker(metrics(), [])
         grouped = MetricTracker(metrics(), [])
         grouped.defer_metrics(True)
-        grouped.GROUP_BYTES = 6_000  # a few batches per group, so that groups end before the folds too
+        grouped.held.limit_bytes = 6_000  # a few batches per group, so that groups end before the folds too
         assert grouped.deferring and not eager.deferring
         expected = run(eager, data)
         assert run(grouped, data) == expected  # exact: the sums are integer counts
@@ -84,7 +84,7 @@ def test_a_group_computes_its_metric_once_and_never_past_the_byte_limit():
     metric, counts = counted_accuracy(additive=True)
     tracker = MetricTracker([metric], [])
     tracker.defer_metrics(True)
-    tracker.GROUP_BYTES = 1  # every batch is over the limit: nothing is held
+    tracker.held.limit_bytes = 1  # every batch is over the limit: nothing is held
     run(tracker, data)
     assert counts.sizes == [8] * 10
 
@@ -108,7 +108,7 @@ def test_a_checkpoint_taken_with_batches_held_resumes_to_the_same_values():
         tracker.defer_metrics(True)
         for loss, y_pred, y_true, size in data[:70]:
             tracker.update(loss, y_pred, y_true, size)
-        assert tracker._group  # batches are held when the checkpoint is taken
+        assert tracker.held.batches  # batches are held when the checkpoint is taken
         state = tracker.state_dict()
         resumed = MetricTracker(metrics(), [])
         resumed.load_state_dict(state)

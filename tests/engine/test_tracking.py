@@ -4,7 +4,8 @@ from torch import nn
 
 from tests.sync_guard import SyncGuard
 from trainwell import Model
-from trainwell.engine.tracking import BatchLogs, MetricTracker
+from trainwell.engine.batch_logs import BatchLogs
+from trainwell.engine.tracking import MetricTracker
 from trainwell.metrics import Accuracy, BatchMetric, Metric
 
 

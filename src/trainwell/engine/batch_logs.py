@@ -2,7 +2,7 @@
 
 Training batches log ``loss`` and the batch metrics under their own names; validation and test batches
 log them prefixed (``val_loss``, ``test_acc``), beside ``batch``, ``size`` and ``time``. The values are
-the tracker's device tensors until a hook reads one (see :class:`~trainwell.engine.tracking.BatchLogs`).
+the tracker's device tensors until a hook reads one (see :class:`BatchLogs`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,45 @@ from typing import Any
 
 import torch
 
-from trainwell.engine.tracking import BatchLogs, MetricTracker
+from trainwell.engine.tracking import MetricTracker
 
-__all__ = ["PrefixedLogs", "call_batch_end"]
+__all__ = ["BatchLogs", "PrefixedLogs", "call_batch_end"]
+
+
+class BatchLogs(Mapping[str, Any]):
+    """The logs of one batch, read lazily: tensors reach the host only when a key is read.
+
+    Behaves as a read-only dict of floats (``logs['loss']``, ``dict(logs)``, ``{**logs}``).
+    """
+
+    def __init__(self, base: dict[str, Any], tracker: MetricTracker, values: Sequence[torch.Tensor]):
+        self._base = base
+        self._tracker = tracker
+        self._values = values
+        self._resolved: dict[str, Any] | None = None
+
+    def _data(self) -> dict[str, Any]:
+        if self._resolved is None:
+            self._resolved = {**self._base, **self._tracker.batch_logs(self._values)}
+        return self._resolved
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._base:
+            return self._base[key]
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def copy(self) -> dict[str, Any]:
+        """A plain dict of the logs."""
+        return dict(self._data())
+
+    def __repr__(self) -> str:
+        return repr(self._data())
 
 
 class PrefixedLogs(Mapping[str, Any]):

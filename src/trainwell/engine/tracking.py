@@ -7,97 +7,24 @@ when a callback reads a batch log, or when the phase ends, each time through one
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from trainwell import distributed
+from trainwell.engine.metric_groups import HeldBatches
+from trainwell.engine.tracked_values import accumulator_like, converted, detached, expand
 from trainwell.metrics.base import BatchMetric, EpochMetric
-from trainwell.metrics.values import as_values
 from trainwell.utils.tensors import torch_apply
 
-__all__ = ["BatchLogs", "MetricTracker"]
+__all__ = ["MetricTracker"]
 
 
 # The stateful metrics updated since their last reset. As in Poutyne, a metric is reset right after its
 # value is computed at the end of a phase, not when the next phase starts; a phase cut short (an error, an
 # interrupt) leaves its metrics here, and they are reset when the next phase starts.
 _UPDATED: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _detached(value: Any) -> Any:
-    """A computed value that the metric's reset cannot change (compute may return a state tensor itself)."""
-    return torch_apply(value, torch.Tensor.clone)
-
-
-def _accumulator_like(value: torch.Tensor) -> torch.Tensor:
-    # float64 keeps sums over millions of batches exact to float32 precision; MPS has no float64.
-    dtype = torch.float32 if value.device.type == "mps" else torch.float64
-    return torch.zeros(value.shape, dtype=dtype, device=value.device)
-
-
-def _expand(names: Sequence[Sequence[str]], values: Sequence[torch.Tensor]) -> dict[str, float]:
-    """Turns per-metric tensors (scalars or 1-D) into ``{name: float}`` with one host transfer per device."""
-    if not values:
-        return {}
-    if len({value.device for value in values}) > 1:
-        # Values a metric computed on the host (Python numbers) beside device tensors: read each device once.
-        values = [value.cpu() for value in values]
-    flat = torch.cat([value.detach().reshape(-1).to(torch.float64) for value in values]).tolist()
-    keys = [name for group in names for name in group]
-    if len(keys) != len(flat):
-        raise ValueError(
-            f"Metrics returned {len(flat)} values for the {len(keys)} names {keys}; a metric must return "
-            "a scalar, or a 1-D tensor with one value per name."
-        )
-    return dict(zip(keys, flat))
-
-
-class BatchLogs(Mapping[str, Any]):
-    """The logs of one batch, read lazily: tensors reach the host only when a key is read.
-
-    Behaves as a read-only dict of floats (``logs['loss']``, ``dict(logs)``, ``{**logs}``).
-    """
-
-    def __init__(self, base: dict[str, Any], tracker: MetricTracker, values: Sequence[torch.Tensor]):
-        self._base = base
-        self._tracker = tracker
-        self._values = values
-        self._resolved: dict[str, Any] | None = None
-
-    def _data(self) -> dict[str, Any]:
-        if self._resolved is None:
-            self._resolved = {**self._base, **self._tracker.batch_logs(self._values)}
-        return self._resolved
-
-    def __getitem__(self, key: str) -> Any:
-        if key in self._base:
-            return self._base[key]
-        return self._data()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data())
-
-    def __len__(self) -> int:
-        return len(self._data())
-
-    def copy(self) -> dict[str, Any]:
-        """A plain dict of the logs."""
-        return dict(self._data())
-
-    def __repr__(self) -> str:
-        return repr(self._data())
-
-
-def _converted(metric: BatchMetric) -> Any:
-    """``metric``'s call, its value (a number, list, dict...) turned into one tensor in the order of its names."""
-    names = metric.names
-
-    def produce(y_pred: Any, y_true: Any) -> torch.Tensor:
-        return as_values(metric(y_pred, y_true), names)
-
-    return produce
 
 
 class _BatchValues(list):
@@ -154,19 +81,12 @@ class MetricTracker:
         # The last batch's raw values: what stateful metrics show while the phase runs.
         self._last: list[torch.Tensor] | None = None
         self._marked = False  # this phase's stateful metrics are in _UPDATED (done at its first batch)
-        # Additive metrics computed on several batches at once (see defer_metrics): the held outputs and
-        # targets, their size in bytes, and per column the group results not yet folded into the sums.
+        # Additive metrics computed on groups of batches (see defer_metrics).
         self.deferring = False
-        self._group: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._group_bytes = 0
-        self._group_results: list[list[torch.Tensor]] = []
+        self.held = HeldBatches([], 0)
         self._set_kinds(False)
 
     FOLD_EVERY = 64
-    # The most output and target bytes held for a deferred computation. A few small kernels per batch
-    # cost more than their work on a CPU (a 256 x 10 argmax takes about 10 us, mostly fixed cost); past
-    # a megabyte the work dominates, so holding more would save nothing and keep memory.
-    GROUP_BYTES = 1 << 20
 
     def _set_names(self) -> None:
         self.batch_names: list[tuple[str, ...]] = (
@@ -201,7 +121,7 @@ class MetricTracker:
             if metric.state is not None or metric.counts is None:
                 # A stateful metric's batch value is only shown; its phase value comes from its state.
                 kinds.append("stateful" if metric.state is not None else "mean")
-                producers.append(_converted(metric))
+                producers.append(converted(metric))
             elif targets_valid and metric.hits is not None:
                 kinds.append("hits")
                 producers.append(metric.hits)
@@ -213,17 +133,17 @@ class MetricTracker:
         offset = 1 if self.with_loss else 0
         # The columns whose values are sums over samples (additive hits or counts): what defer_metrics
         # may compute on a group of batches instead of each batch.
-        self._additive = [
+        additive = [
             (index + offset, producer)
             for index, (metric, producer) in enumerate(zip(self.batch_metrics, producers))
             if getattr(metric, "additive", False) and kinds[index + offset] in ("hits", "counts")
         ]
-        deferred = {index - offset for index, _ in self._additive}
-        self._eager_producers = [producer for index, producer in enumerate(producers) if index not in deferred]
+        deferred = {index - offset for index, _ in additive}
         self._layout = [None if index in deferred else producer for index, producer in enumerate(producers)]
-        self.deferring = self.deferring and bool(self._additive)
-        if len(self._group_results) != len(kinds):  # a new layout; within a phase the results stay
-            self._group_results = [[] for _ in kinds]
+        self.deferring = self.deferring and bool(additive)
+        if len(self.held.results) != len(kinds):  # a new layout; within a phase the held results stay
+            self.held = HeldBatches(additive, len(kinds))
+        self.held.metrics = additive
         self._uses_numel = "hits" in kinds
         self._states = [metric.state for metric in self.batch_metrics if metric.state is not None]
         # A loss and stateless batch metrics, nothing else (the usual phase): update takes a shorter path,
@@ -237,13 +157,13 @@ class MetricTracker:
         ever part of the phase's sums, and a metric that declares itself additive (its counts are sums over
         samples, as accuracy's are) gives the same integer sums on the concatenated outputs of several
         batches as on each batch, with a few kernels per group instead of per batch. The outputs and
-        targets are held until the group is computed, at most :attr:`GROUP_BYTES` of them and never past
-        a fold; every read of the sums (running logs, the phase's values, a checkpoint) computes the group
+        targets are held until the group is computed (see :class:`~trainwell.engine.metric_groups.HeldBatches`),
+        never past a fold; every read of the sums (running logs, the phase's values, a checkpoint) computes the group
         first. As for predictions, the loop relies on each batch's outputs and targets being tensors that
         the next batch does not overwrite.
         """
-        self._flush_group()
-        self.deferring = allowed and bool(self._additive)
+        self.held.flush()
+        self.deferring = allowed and bool(self.held.metrics)
 
     def reset(self, targets_valid: bool = False) -> None:
         """Starts a new phase: zero sums, reset epoch metrics.
@@ -260,7 +180,7 @@ class MetricTracker:
         self.extra_names = ()
         self._last = None
         self._marked = False
-        self._group, self._group_bytes, self._group_results = [], 0, []
+        self.held = HeldBatches([], 0)
         self._set_names()
         self._set_kinds(targets_valid)
         for metric in [*self._states, *self.epoch_metrics]:
@@ -318,7 +238,7 @@ class MetricTracker:
         """:meth:`update` for the common phase (a loss, stateless batch metrics, nothing else)."""
         values = _BatchValues([loss])
         if self.deferring and type(y_pred) is torch.Tensor and type(y_true) is torch.Tensor:
-            self._hold(y_pred, y_true)
+            self.held.hold(y_pred, y_true)
             values.pair = (y_pred, y_true)
             for produce in self._layout:
                 values.append(None if produce is None else produce(y_pred, y_true))
@@ -326,40 +246,6 @@ class MetricTracker:
             for produce in self._producers:
                 values.append(produce(y_pred, y_true))
         return self._record(values, y_true, size)
-
-    def _hold(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> None:
-        """Adds a batch to the deferred group (computing the group first when the batch cannot join it)."""
-        group = self._group
-        if group:
-            first_pred, first_true = group[0]
-            if (
-                y_pred.shape[1:] != first_pred.shape[1:]
-                or y_true.shape[1:] != first_true.shape[1:]
-                or y_pred.dtype != first_pred.dtype
-                or y_true.dtype != first_true.dtype
-                or y_pred.device != first_pred.device
-                or y_true.device != first_true.device
-            ):
-                self._flush_group()  # outputs of another shape (a longer sequence) start a new group
-        group = self._group
-        group.append((y_pred, y_true))
-        self._group_bytes += y_pred.numel() * y_pred.element_size() + y_true.numel() * y_true.element_size()
-        if self._group_bytes >= self.GROUP_BYTES:
-            self._flush_group()
-
-    def _flush_group(self) -> None:
-        """Computes the additive metrics on the held batches at once; their results await the next fold."""
-        group = self._group
-        if not group:
-            return
-        if len(group) == 1:
-            y_pred, y_true = group[0]
-        else:
-            y_pred = torch.cat([pred for pred, _ in group])
-            y_true = torch.cat([true for _, true in group])
-        for index, produce in self._additive:
-            self._group_results[index].append(produce(y_pred, y_true))
-        self._group, self._group_bytes = [], 0
 
     def _record(self, values: _BatchValues, y_true: Any, size: int) -> list[torch.Tensor]:
         """Adds one batch's values to the pending ones, folding them into the sums every FOLD_EVERY."""
@@ -373,7 +259,7 @@ class MetricTracker:
             self._sums = self._folded()
             self._numel_total += sum(self._pending_numels)
             self._pending, self._pending_sizes, self._pending_numels = [], [], []
-            self._group_results = [[] for _ in self._kinds]
+            self.held.clear_results()
         self.count += size
         self._last = values
         return values
@@ -381,16 +267,16 @@ class MetricTracker:
     def _column(self, index: int) -> list[torch.Tensor]:
         """The pending values of one column: per batch, or per group for the deferred batches."""
         values = [batch[index] for batch in self._pending if batch[index] is not None]
-        return values + self._group_results[index] if index < len(self._group_results) else values
+        return values + self.held.results[index] if index < len(self.held.results) else values
 
     def _folded(self) -> list[torch.Tensor] | None:
         """The sums with the pending batches added (new tensors: the stored sums are left as they are)."""
-        self._flush_group()  # every read sees the held batches' metrics
+        self.held.flush()  # every read sees the held batches' metrics
         if not self._pending:
             return self._sums
         sums = self._sums
         if sums is None:
-            sums = [_accumulator_like(self._column(index)[0]) for index in range(len(self._pending[0]))]
+            sums = [accumulator_like(self._column(index)[0]) for index in range(len(self._pending[0]))]
         folded = []
         for index, (total, kind) in enumerate(zip(sums, self._kinds)):
             if kind == "stateful":
@@ -432,15 +318,11 @@ class MetricTracker:
 
     def batch_logs(self, values: Sequence[torch.Tensor]) -> dict[str, float]:
         """One batch's values as returned by :meth:`update` -> ``{name: float}`` (one host transfer)."""
+        numel = getattr(values, "numel", 0)
         pair = getattr(values, "pair", None)
         if pair is not None:  # a metric left to its group, read anyway: computed for this batch alone
-            filled = _BatchValues(values)
-            filled.numel = values.numel  # type: ignore[attr-defined]
-            for index, produce in self._additive:
-                if filled[index] is None:
-                    filled[index] = produce(*pair)
-            values = filled
-        return _expand(self.batch_names, self._finish(values, None, getattr(values, "numel", 0)))
+            values = self.held.one_batch(values, pair)
+        return expand(self.batch_names, self._finish(values, None, numel))
 
     def loss_total(self) -> torch.Tensor | None:
         """The running sum of the phase's loss, still on the device (None before the first batch).
@@ -469,7 +351,7 @@ class MetricTracker:
                 else value
                 for index, (value, kind) in enumerate(zip(values, self._kinds))
             ]
-        return _expand(self.batch_names, values)
+        return expand(self.batch_names, values)
 
     def compute(self) -> dict[str, float]:
         """The phase's logs: weighted averages of loss and batch metrics, then the epoch metrics."""
@@ -483,21 +365,21 @@ class MetricTracker:
         if values and self._states:
             states = iter(self._states)
             values = [
-                _detached(next(states).compute()) if kind == "stateful" else value
+                detached(next(states).compute()) if kind == "stateful" else value
                 for value, kind in zip(values, self._kinds)
             ]
         names = self.batch_names if values else []
         names = names + [metric.names for metric in self.epoch_metrics]
-        values = values + [torch.as_tensor(_detached(metric.compute())) for metric in self.epoch_metrics]
+        values = values + [torch.as_tensor(detached(metric.compute())) for metric in self.epoch_metrics]
         for metric in [*self._states, *self.epoch_metrics]:
             metric.reset()  # Poutyne's order: compute, then reset, at the phase's end
             _UPDATED.discard(metric)
         self._marked = False
-        return _expand(names, values)
+        return expand(names, values)
 
     def state_dict(self) -> dict[str, Any]:
         """Copies of the running sums and epoch-metric accumulators, for a mid-phase checkpoint."""
-        self._flush_group()
+        held_results = self.held.state_dict()
         return {
             "count": self.count,
             "sums": [total.clone() for total in self._sums] if self._sums is not None else None,
@@ -506,7 +388,7 @@ class MetricTracker:
             "pending": [
                 [None if value is None else value.detach().clone() for value in values] for values in self._pending
             ],
-            "group_results": [[value.clone() for value in column] for column in self._group_results],
+            "group_results": held_results,
             "pending_sizes": list(self._pending_sizes),
             "pending_numels": list(self._pending_numels),
             "numel_total": self._numel_total,
@@ -524,7 +406,6 @@ class MetricTracker:
         self.count = int(state["count"])
         self._sums = [total.clone() for total in state["sums"]] if state["sums"] is not None else None
         self._pending = [list(values) for values in state.get("pending", [])]
-        self._group, self._group_bytes, self._group_results = [], 0, []
         self._pending_sizes = [int(size) for size in state.get("pending_sizes", [])]
         self._pending_numels = [int(numel) for numel in state.get("pending_numels", [])]
         self._numel_total = int(state.get("numel_total", 0))
@@ -532,9 +413,7 @@ class MetricTracker:
         self.extra_names = tuple(state.get("extra_names", ()))
         self._set_names()
         self._set_kinds(self.targets_valid)
-        saved_results = state.get("group_results") or []
-        for index, column in enumerate(saved_results[: len(self._group_results)]):
-            self._group_results[index] = list(column)
+        self.held.load_state_dict(state.get("group_results"))
         self.outputs = [dict(output) for output in state.get("outputs", [])]
         self.output_sizes = [int(size) for size in state.get("output_sizes", [])]
         for metric, metric_state in zip(self.epoch_metrics, state["epoch_metrics"]):
@@ -572,7 +451,7 @@ class MetricTracker:
             sizes += self.output_sizes
         self._sums, self.count, self._numel_total = totals, count, numel
         self._pending, self._pending_sizes, self._pending_numels = [], [], []
-        self._group_results = [[] for _ in self._kinds]
+        self.held.clear_results()
         self.outputs, self.output_sizes = outputs, sizes
         for metric, collected in zip(self.epoch_metrics, epoch_states):
             metric.load_state_dict(_merged(metric, collected))
