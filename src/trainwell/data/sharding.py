@@ -29,6 +29,8 @@ def shard_length(num_samples: int, even: bool) -> int:
     10
     """
     ranks = distributed.world_size()
+    if ranks == 1:
+        return num_samples
     if even:
         return math.ceil(num_samples / ranks)
     return len(range(distributed.rank(), num_samples, ranks))

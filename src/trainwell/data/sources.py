@@ -95,6 +95,7 @@ class TensorBatches:
         self._skip = 0  # batches the next epoch leaves out (a resumed epoch)
         self._resume_state: dict[str, Any] | None = None
         self._plain_pair = self._has_y and isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+        self._plain_inputs = not self._has_y and isinstance(x, torch.Tensor)  # predict(x) on one tensor
 
     def __len__(self) -> int:
         return math.ceil(shard_length(self.num_samples, self.even_shards) / self.batch_size)
@@ -126,11 +127,14 @@ class TensorBatches:
         if state is not None:
             restore_rng(state)  # the permutation is drawn: the rest of the epoch draws as it did
         size = self.batch_size
-        if self._plain_pair:
-            # The common (x, y) of two tensors, without the generic rebuild: this runs every batch.
-            x, y = leaves
-            for begin in range(start * size, num_samples, size):
-                yield x[begin : begin + size], y[begin : begin + size]
+        if self._plain_pair or self._plain_inputs:
+            # The common (x, y) of two tensors, or one tensor of inputs, without the generic rebuild: the
+            # views of every batch come from one split each (a slice per batch costs more in Python).
+            first = start * size
+            if first >= num_samples:
+                return  # a split of no rows would still give one empty batch
+            views = [leaf[first:num_samples].split(size) for leaf in leaves]
+            yield from zip(*views) if self._plain_pair else views[0]
             return
         for index in range(start, math.ceil(num_samples / size)):
             begin = index * size

@@ -41,7 +41,10 @@ def launched_by_torchrun() -> bool:
     >>> import os; launched_by_torchrun() == all(v in os.environ for v in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK'))
     True
     """
-    return all(variable in os.environ for variable in _TORCHRUN_VARIABLES[:3])
+    # Looked up on every evaluate/predict call (source lengths, sharding): three plain tests, the first of
+    # which fails at once outside torchrun.
+    environ = os.environ
+    return "RANK" in environ and "WORLD_SIZE" in environ and "LOCAL_RANK" in environ
 
 
 def is_distributed() -> bool:

@@ -172,11 +172,11 @@ class Loop:
         all checked once at the first batch, and class labels that are all >= 0 let counts metrics track
         hits alone (nothing can equal a negative ignored label).
         """
-        targets = getattr(source, "targets", None)
-        self.steps.all_targets = targets
+        self.steps.all_targets = targets = getattr(source, "targets", None)
         epoch_metrics = self.epoch_metrics if with_epoch_metrics else []
-        tracker = MetricTracker(self.batch_metrics, epoch_metrics, with_loss=with_loss)
-        tracker.reset(targets_valid=_all_class_labels(targets))
+        valid = _all_class_labels(targets)
+        tracker = MetricTracker(self.batch_metrics, epoch_metrics, with_loss=with_loss, targets_valid=valid)
+        tracker.reset(targets_valid=valid)
         self.state.tracker = tracker
         return tracker
 

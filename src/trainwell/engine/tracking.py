@@ -14,7 +14,7 @@ import torch
 
 from trainwell import distributed
 from trainwell.engine.metric_groups import HeldBatches
-from trainwell.engine.tracked_values import accumulator_like, converted, detached, expand
+from trainwell.engine.tracked_values import accumulator_dtype, accumulator_like, converted, detached, expand
 from trainwell.metrics.base import BatchMetric, EpochMetric
 from trainwell.utils.tensors import torch_apply
 
@@ -45,6 +45,7 @@ class MetricTracker:
         batch_metrics: averaged over batches, weighted by batch size.
         epoch_metrics: accumulated and computed at the end of the phase.
         with_loss: whether a loss is tracked (not when predicting).
+        targets_valid: every target of the phase counts (see :meth:`reset`).
 
     >>> tracker = MetricTracker([], [])
     >>> _ = tracker.update(torch.tensor(1.0), None, None, 3)
@@ -54,7 +55,11 @@ class MetricTracker:
     """
 
     def __init__(
-        self, batch_metrics: Sequence[BatchMetric], epoch_metrics: Sequence[EpochMetric], with_loss: bool = True
+        self,
+        batch_metrics: Sequence[BatchMetric],
+        epoch_metrics: Sequence[EpochMetric],
+        with_loss: bool = True,
+        targets_valid: bool = False,
     ) -> None:
         self.batch_metrics = list(batch_metrics)
         self.epoch_metrics = list(epoch_metrics)
@@ -84,7 +89,7 @@ class MetricTracker:
         # Additive metrics computed on groups of batches (see defer_metrics).
         self.deferring = False
         self.held = HeldBatches([], 0)
-        self._set_kinds(False)
+        self._set_kinds(targets_valid)
 
     FOLD_EVERY = 64
 
@@ -177,12 +182,13 @@ class MetricTracker:
         self._pending, self._pending_sizes, self._pending_numels = [], [], []
         self._numel_total = 0
         self.outputs, self.output_sizes = [], []
-        self.extra_names = ()
         self._last = None
         self._marked = False
-        self.held = HeldBatches([], 0)
-        self._set_names()
-        self._set_kinds(targets_valid)
+        if self.extra_names or targets_valid != self.targets_valid:  # else the layout stands (a new tracker's)
+            self.extra_names = ()
+            self._set_names()
+            self._set_kinds(targets_valid)
+        self.held = HeldBatches(self.held.metrics, len(self._kinds))
         for metric in [*self._states, *self.epoch_metrics]:
             if metric in _UPDATED:
                 metric.reset()
@@ -275,28 +281,44 @@ class MetricTracker:
         if not self._pending:
             return self._sums
         sums = self._sums
-        if sums is None:
-            sums = [accumulator_like(self._column(index)[0]) for index in range(len(self._pending[0]))]
+        # Each kernel costs a few microseconds on a CPU, which the end of a short evaluation pays in full:
+        # the fold takes two or three per column (stack, sum in float64, scale), with no zero sums to start.
         folded = []
-        for index, (total, kind) in enumerate(zip(sums, self._kinds)):
+        for index, kind in enumerate(self._kinds):
+            total = None if sums is None else sums[index]
             if kind == "stateful":
-                folded.append(total)  # a placeholder: the phase value is the metric state's
+                # A placeholder: the phase value is the metric state's.
+                folded.append(total if total is not None else accumulator_like(self._pending[0][index]))
                 continue
             if kind != "mean":
                 # Counts and hits add up as they are, whether they come per batch or per group.
-                folded.append(total + torch.stack(self._column(index)).to(total.dtype).sum(0))
-                continue
-            stacked = torch.stack([values[index] for values in self._pending]).to(total.dtype)
-            # Batch means weighted by batch size; sizes are grouped so that no weight tensor has to be
-            # copied to the device (usually one size, plus a smaller last batch).
-            total = total.clone()
-            start = 0
-            for end in range(1, len(self._pending_sizes) + 1):
-                if end == len(self._pending_sizes) or self._pending_sizes[end] != self._pending_sizes[start]:
-                    total.add_(stacked[start:end].sum(0), alpha=self._pending_sizes[start])
-                    start = end
-            folded.append(total)
+                column = self._column(index)
+                part = torch.stack(column).sum(0, dtype=accumulator_dtype(column[0]))
+            else:
+                part = self._weighted_sum(index)
+            folded.append(part if total is None else total + part)
         return folded
+
+    def _weighted_sum(self, index: int) -> torch.Tensor:
+        """The pending batch means of column ``index`` weighted by their batch sizes, in float64."""
+        first = self._pending[0][index]
+        stacked = torch.stack([values[index] for values in self._pending])
+        dtype = accumulator_dtype(first)
+        sizes = self._pending_sizes
+        # Sizes are grouped so that no weight tensor has to be copied to the device (usually one size, plus
+        # a smaller last batch).
+        part: torch.Tensor | None = None
+        start = 0
+        for end in range(1, len(sizes) + 1):
+            if end == len(sizes) or sizes[end] != sizes[start]:
+                run = stacked if start == 0 and end == len(sizes) else stacked[start:end]
+                if part is None:
+                    part = run.sum(0, dtype=dtype).mul_(sizes[start])
+                else:
+                    part.add_(run.sum(0, dtype=dtype), alpha=sizes[start])
+                start = end
+        assert part is not None  # there is a pending batch
+        return part
 
     def _finish(self, values: Sequence[torch.Tensor], count: int | None, numel: int) -> list[torch.Tensor]:
         """Turns sums (or one batch's raw values, ``count=None``) into the values to report."""
