@@ -50,6 +50,26 @@ def test_skip_next_epoch_draws_the_same_permutation_and_skips_the_done_batches()
     assert len([bx for bx, _ in source]) == 10  # only the next epoch is shortened
 
 
+@pytest.mark.parametrize("pair", [True, False])
+def test_skipping_every_batch_or_more_leaves_an_empty_epoch(pair):
+    x = torch.arange(12.0).reshape(6, 2)
+    source = TensorBatches(x, torch.arange(6) if pair else None, batch_size=4, shuffle=False)
+    for done in (2, 3):  # all the batches, and more than all (a checkpoint at the epoch's end)
+        source.skip_next_epoch(done)
+        assert list(source) == []
+    source.skip_next_epoch(1)
+    rest = list(source)
+    assert len(rest) == 1 and torch.equal(rest[0][0] if pair else rest[0], x[4:])
+
+
+def test_inputs_alone_come_as_views_of_the_tensor():
+    x = torch.arange(20.0).reshape(10, 2)
+    batches = list(TensorBatches(x, None, batch_size=4, shuffle=False))
+    assert [batch.shape[0] for batch in batches] == [4, 4, 2]
+    assert all(batch.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() for batch in batches)
+    assert torch.equal(torch.cat(batches), x)
+
+
 @pytest.mark.parametrize(
     ("x", "y", "match"),
     [

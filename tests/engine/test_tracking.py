@@ -264,3 +264,36 @@ def test_a_phase_cut_short_leaves_no_state_for_the_next_one():
     assert float(metric.total) == 1.0  # the interrupted phase's state
     x, y = torch.randn(8, 2), torch.randn(8, 1)
     assert model.evaluate(x, y, batch_size=4, return_dict_format=True)["test_count"] == 2.0
+
+
+@pytest.mark.parametrize("fold_every", [1, 2, 3, 64])
+def test_sums_over_runs_of_batch_sizes_across_folds(fold_every):
+    # Sizes change inside a fold and back again (5, 5, 2, 5, 3): each run of equal sizes is weighted apart.
+    losses = [0.25, 1.5, 3.0, 0.125, 2.0, 0.75]
+    sizes = [5, 5, 2, 5, 3, 5]
+
+    def counts(y_pred, y_true):
+        return torch.stack([y_pred.sum(), torch.tensor(float(len(y_pred)))])
+
+    metric = BatchMetric(counts, ("s",), counts=counts)  # [sum, count]: added up as they are
+    tracker = MetricTracker([metric], [])
+    tracker.FOLD_EVERY = fold_every
+    expected_loss = sum(loss * size for loss, size in zip(losses, sizes)) / sum(sizes)
+    for index, (loss, size) in enumerate(zip(losses, sizes)):
+        tracker.update(torch.tensor(loss), torch.full((size,), float(index)), None, size)
+        if index == 2:
+            partial = tracker.running_logs()  # a read between folds changes nothing after it
+            assert partial["loss"] == pytest.approx((0.25 * 5 + 1.5 * 5 + 3.0 * 2) / 12, rel=1e-12)
+    logs = tracker.compute()
+    assert logs["loss"] == pytest.approx(expected_loss, rel=1e-12)
+    values_sum = sum(index * size for index, size in enumerate(sizes))
+    assert logs["s"] == values_sum / sum(sizes)  # integer-valued sums: exact
+    assert isinstance(logs["loss"], float)
+
+
+def test_phase_values_are_python_floats_whatever_the_tensor_dtype():
+    ints = BatchMetric(lambda y_pred, y_true: torch.tensor([3, 4]), ("a", "b"))
+    tracker = MetricTracker([ints], [], with_loss=False)
+    values = tracker.update(None, torch.zeros(2), None, 2)
+    logs = tracker.batch_logs(values)
+    assert logs == {"a": 3.0, "b": 4.0} and all(type(value) is float for value in logs.values())

@@ -22,7 +22,9 @@ def format_outputs(parts: list[Any], *, concatenate_returns: bool, convert_to_nu
     if not parts:
         return [] if not concatenate_returns else np.empty(0)
     if concatenate_returns:
-        merged = concatenate([_as_tensors(part) for part in parts])
+        # Usually one output tensor per batch: nothing to convert, one cat.
+        plain = all(type(part) is torch.Tensor for part in parts)
+        merged = concatenate(parts if plain else [_as_tensors(part) for part in parts])
         return torch_to_numpy(merged) if convert_to_numpy else merged
     return [torch_to_numpy(part) if convert_to_numpy else part for part in parts]
 
