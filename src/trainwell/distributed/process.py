@@ -31,8 +31,6 @@ __all__ = [
     "world_size",
 ]
 
-_TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
 
 # -- who am I -------------------------------------------------------------------------------------------
 def launched_by_torchrun() -> bool:

@@ -301,9 +301,8 @@ class MetricTracker:
 
     def _weighted_sum(self, index: int) -> torch.Tensor:
         """The pending batch means of column ``index`` weighted by their batch sizes, in float64."""
-        first = self._pending[0][index]
         stacked = torch.stack([values[index] for values in self._pending])
-        dtype = accumulator_dtype(first)
+        dtype = accumulator_dtype(stacked)
         sizes = self._pending_sizes
         # Sizes are grouped so that no weight tensor has to be copied to the device (usually one size, plus
         # a smaller last batch).
@@ -311,11 +310,11 @@ class MetricTracker:
         start = 0
         for end in range(1, len(sizes) + 1):
             if end == len(sizes) or sizes[end] != sizes[start]:
-                run = stacked if start == 0 and end == len(sizes) else stacked[start:end]
+                run = stacked[start:end].sum(0, dtype=dtype)
                 if part is None:
-                    part = run.sum(0, dtype=dtype).mul_(sizes[start])
+                    part = run.mul_(sizes[start])
                 else:
-                    part.add_(run.sum(0, dtype=dtype), alpha=sizes[start])
+                    part.add_(run, alpha=sizes[start])
                 start = end
         assert part is not None  # there is a pending batch
         return part
